@@ -1,0 +1,62 @@
+"""Shared, seeded, real-data fixtures.
+
+Digits come with scikit-learn; the other real datasets live in ``../shared/datasets``
+beside the checkout (or wherever ``DDCAL_DATA`` points).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "datasets"
+
+# Keep the suite fast and deterministic on 2 cores.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """Root of the real datasets: $DDCAL_DATA, else ../shared/datasets."""
+    root = Path(os.environ.get("DDCAL_DATA", SHARED_DATA))
+    if not root.is_dir():
+        pytest.skip(f"real datasets not found at {root}; set DDCAL_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_images():
+    """Digits as normalised float32 images (n, 1, 8, 8) and integer labels."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    X = (X - X.mean()) / X.std()
+    return X.reshape(-1, 1, 8, 8), y.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_split(digits_images):
+    """A seeded stratified split of digits: train / calibration / test."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = digits_images
+    X_tr, X_rest, y_tr, y_rest = train_test_split(
+        X, y, train_size=600, stratify=y, random_state=0
+    )
+    X_cal, X_te, y_cal, y_te = train_test_split(
+        X_rest, y_rest, train_size=500, stratify=y_rest, random_state=0
+    )
+    return X_tr, y_tr, X_cal, y_cal, X_te, y_te
