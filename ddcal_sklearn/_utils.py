@@ -1,0 +1,65 @@
+"""Small private helpers shared by the estimators: devices and random streams."""
+
+import numbers
+
+import numpy as np
+import torch
+
+_DEVICE_HELP = "use 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'"
+
+
+def resolve_device(device, *, param="device"):
+    """Turn a ``device`` parameter into a concrete :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when it is available. An explicit CUDA device on a machine
+    without CUDA is an error here, before any work starts, rather than a deep
+    traceback from the first tensor copy.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{param}={device!r} is not a device: {_DEVICE_HELP}.") from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{param}={device!r} but CUDA is not available on this machine: "
+                f"{_DEVICE_HELP}."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{param}={device!r} but only {torch.cuda.device_count()} CUDA "
+                f"device(s) exist."
+            )
+    return resolved
+
+
+def check_generator(random_state):
+    """Turn ``random_state`` into a :class:`numpy.random.Generator`, once per fit.
+
+    Accepts what scikit-learn accepts (None, an int, a ``RandomState``) plus a
+    ``Generator``. A ``RandomState`` is consumed (one draw), as scikit-learn would.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return np.random.default_rng(random_state)
+    raise ValueError(
+        f"random_state={random_state!r} is not valid: use None, an int, a "
+        "numpy.random.RandomState or a numpy.random.Generator."
+    )
+
+
+def draw_seed(rng):
+    """One 63-bit seed from a numpy Generator, for a torch.Generator or a clone."""
+    return int(rng.integers(0, 2**63 - 1))
+
+
+def torch_generator(rng, device):
+    """A :class:`torch.Generator` on ``device`` seeded from the numpy Generator ``rng``."""
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(draw_seed(rng))
+    return generator

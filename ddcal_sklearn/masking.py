@@ -1,0 +1,78 @@
+"""The random element mask shared by Masked Temperature Scaling and Masked Distillation Training."""
+
+import numbers
+
+import numpy as np
+import torch
+
+from ._utils import check_generator
+
+
+def check_mask_ratio(mask_ratio, *, param="mask_ratio"):
+    """Validate a mask ratio: a real number in [0, 1). Returns it as a float."""
+    if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, numbers.Real):
+        raise TypeError(f"{param} must be a float in [0, 1), got {mask_ratio!r}.")
+    if not 0.0 <= float(mask_ratio) < 1.0:
+        raise ValueError(
+            f"{param} must be in [0, 1) (the probability of zeroing each input "
+            f"element; 1 would zero everything), got {mask_ratio!r}."
+        )
+    return float(mask_ratio)
+
+
+def mask_elements(X, mask_ratio, *, random_state=None):
+    """Zero each element of ``X`` independently with probability ``mask_ratio``.
+
+    This is the mask of Zhu et al. (ICCV 2023), used by both Masked Temperature
+    Scaling (on calibration inputs) and Masked Distillation Training (on synthetic
+    images): an element-wise Bernoulli keep-mask with probability ``1 - mask_ratio``,
+    zero fill, and **no rescaling** of the kept values (unlike dropout). Every channel
+    of every pixel is masked independently, and every call draws a fresh mask. Apply
+    it in the space the network sees, i.e. to normalised inputs.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of any shape
+        Inputs, typically images ``(n_samples, channels, height, width)``. A tensor
+        stays on its device and keeps its autograd graph (the mask is a constant), so
+        the function can be used inside a differentiable loop.
+    mask_ratio : float in [0, 1)
+        Probability of zeroing each element. ``0`` returns ``X`` unchanged.
+    random_state : None, int, numpy Generator or torch.Generator, default=None
+        Source of the mask. For a NumPy ``X``: anything :func:`numpy.random.default_rng`
+        accepts. For a tensor: a ``torch.Generator`` on the tensor's device (or None,
+        which uses torch's global generator; the library itself always passes one).
+
+    Returns
+    -------
+    X_masked : ndarray or torch.Tensor
+        Same type, shape, dtype and device as ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ddcal_sklearn import mask_elements
+    >>> X = np.ones((2, 1, 4, 4), dtype=np.float32)
+    >>> X_masked = mask_elements(X, 0.5, random_state=0)
+    >>> X_masked.shape, X_masked.dtype
+    ((2, 1, 4, 4), dtype('float32'))
+    >>> sorted(np.unique(X_masked).tolist())  # kept values are not rescaled
+    [0.0, 1.0]
+    """
+    mask_ratio = check_mask_ratio(mask_ratio)
+    if isinstance(X, torch.Tensor):
+        if mask_ratio == 0.0:
+            return X
+        if random_state is not None and not isinstance(random_state, torch.Generator):
+            raise TypeError(
+                "random_state must be a torch.Generator (or None) when X is a tensor, "
+                f"got {type(random_state).__name__}."
+            )
+        uniform = torch.rand(X.shape, generator=random_state, device=X.device)
+        return X * (uniform >= mask_ratio).to(X.dtype)
+    X = np.asarray(X)
+    if mask_ratio == 0.0:
+        return X.copy()
+    rng = check_generator(random_state)
+    keep = rng.random(X.shape, dtype=np.float32) >= mask_ratio
+    return X * keep.astype(X.dtype, copy=False)

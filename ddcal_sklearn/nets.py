@@ -1,0 +1,158 @@
+"""PyTorch networks of the dataset-distillation literature: ``ConvNet`` and ``MLP``.
+
+Both are plain :class:`torch.nn.Module` objects with no in-place operations and no
+batch statistics by default, so they work with :func:`torch.func.functional_call`
+(used by trajectory matching) and give per-sample outputs independent of the batch.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+_NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
+_POOLINGS = ("avgpool", "maxpool", "none")
+_ACTIVATIONS = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+
+def _pair(size, param):
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{param} must be an int or (height, width) of positive ints, got {size!r}.")
+    return size
+
+
+def _norm_layer(norm, channels, spatial):
+    if norm == "instancenorm":  # per-sample, per-channel: GroupNorm(C, C) is instance norm with affine
+        return nn.GroupNorm(channels, channels, affine=True)
+    if norm == "groupnorm":
+        return nn.GroupNorm(math.gcd(channels, 4) or 1, channels, affine=True)
+    if norm == "layernorm":
+        return nn.LayerNorm([channels, *spatial], elementwise_affine=True)
+    if norm == "batchnorm":
+        return nn.BatchNorm2d(channels)
+    return nn.Identity()
+
+
+class ConvNet(nn.Module):
+    """The ConvNet of the dataset-distillation literature (Gidaris & Komodakis 2018; Zhao et al. 2021).
+
+    ``depth`` blocks of 3x3 convolution (``width`` channels, padding 1),
+    normalisation, activation and 2x2 pooling, then a linear head. The default
+    ConvNet-3 (width 128, instance normalisation, ReLU, average pooling) is the
+    standard evaluation and distillation network.
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Channels of the input images.
+    n_classes : int, default=10
+        Number of outputs (logits).
+    image_size : int or (int, int), default=32
+        Height and width of the inputs; any size whose side survives ``depth``
+        poolings (8x8 digits, 28x28 Fashion-MNIST, 32x32 CIFAR, 64x64 Tiny ImageNet).
+    width : int, default=128
+        Channels of every convolution.
+    depth : int, default=3
+        Number of convolution blocks.
+    norm : {"instancenorm", "batchnorm", "layernorm", "groupnorm", "none"}, default="instancenorm"
+        Normalisation after each convolution. Instance normalisation is per sample,
+        so a sample's output never depends on the rest of its batch.
+    activation : {"relu", "leakyrelu", "gelu", "sigmoid"}, default="relu"
+    pooling : {"avgpool", "maxpool", "none"}, default="avgpool"
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ddcal_sklearn import ConvNet
+    >>> net = ConvNet(in_channels=1, n_classes=10, image_size=8, width=16)
+    >>> net(torch.zeros(4, 1, 8, 8)).shape
+    torch.Size([4, 10])
+    >>> net.embed(torch.zeros(4, 1, 8, 8)).shape  # features before the head
+    torch.Size([4, 16])
+    """
+
+    def __init__(self, in_channels=3, n_classes=10, image_size=32, width=128, depth=3,
+                 norm="instancenorm", activation="relu", pooling="avgpool"):
+        super().__init__()
+        height, width_px = _pair(image_size, "image_size")
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}.")
+        if pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}.")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}.")
+        for name, value in (("in_channels", in_channels), ("n_classes", n_classes),
+                            ("width", width), ("depth", depth)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+        layers = []
+        channels = in_channels
+        for _ in range(depth):
+            layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=1))
+            layers.append(_norm_layer(norm, width, (height, width_px)))
+            layers.append(_ACTIVATIONS[activation]())
+            channels = width
+            if pooling != "none":
+                if min(height, width_px) < 2:
+                    raise ValueError(
+                        f"image_size={image_size!r} is too small for depth={depth} with "
+                        f"pooling={pooling!r}: each block halves the side. Lower depth or "
+                        "use pooling='none'."
+                    )
+                layers.append(nn.AvgPool2d(2) if pooling == "avgpool" else nn.MaxPool2d(2))
+                height, width_px = height // 2, width_px // 2
+        self.features = nn.Sequential(*layers)
+        self.n_features = channels * height * width_px
+        self.classifier = nn.Linear(self.n_features, n_classes)
+
+    def embed(self, x):
+        """Flattened features before the linear head (the embedding DM matches)."""
+        return self.features(x).flatten(1)
+
+    def forward(self, x):
+        return self.classifier(self.embed(x))
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron for flat features (images are flattened first).
+
+    Parameters
+    ----------
+    n_features : int, default=64
+        Input size (for images, channels * height * width).
+    n_classes : int, default=10
+    hidden_sizes : tuple of int, default=(128,)
+        Width of each hidden layer.
+    activation : {"relu", "leakyrelu", "gelu", "sigmoid"}, default="relu"
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ddcal_sklearn import MLP
+    >>> MLP(n_features=64, n_classes=3)(torch.zeros(5, 64)).shape
+    torch.Size([5, 3])
+    """
+
+    def __init__(self, n_features=64, n_classes=10, hidden_sizes=(128,), activation="relu"):
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}.")
+        layers = [nn.Flatten()]
+        size = int(n_features)
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(size, int(hidden)), _ACTIVATIONS[activation]()]
+            size = int(hidden)
+        self.features = nn.Sequential(*layers)
+        self.n_features = size
+        self.classifier = nn.Linear(size, n_classes)
+
+    def embed(self, x):
+        """Features before the linear head."""
+        return self.features(x)
+
+    def forward(self, x):
+        return self.classifier(self.embed(x))
