@@ -7,7 +7,6 @@ beside the checkout (or wherever ``DDCAL_DATA`` points).
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -39,12 +38,9 @@ def data_root():
 @pytest.fixture(scope="session")
 def digits_images():
     """Digits as normalised float32 images (n, 1, 8, 8) and integer labels."""
-    from sklearn.datasets import load_digits
+    from ddcal_sklearn.datasets import load_digits_images
 
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    X = (X - X.mean()) / X.std()
-    return X.reshape(-1, 1, 8, 8), y.astype(np.int64)
+    return load_digits_images(return_X_y=True)
 
 
 @pytest.fixture(scope="session")
