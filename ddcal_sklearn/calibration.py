@@ -262,7 +262,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         else:
             self.classes_ = LabelEncoder().fit(y).classes_
         if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); calibration needs at least 2.")
+            raise ValueError(f"y has only one class ({self.classes_[0]!r}); calibration needs at least 2.")
         y_index = np.searchsorted(self.classes_, y)
 
         if frozen and not ensemble:
@@ -387,7 +387,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        indices = np.argmax(self.predict_proba(X), axis=1)  # checks fitted before classes_ is read
+        return self.classes_[indices]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

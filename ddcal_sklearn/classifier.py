@@ -155,7 +155,10 @@ class _RequestedDevice:
         if obj is None:
             return self
         requested = obj.__dict__.get("device", "auto")
-        return None if requested is None else str(resolve_device(requested))
+        try:
+            return None if requested is None else str(resolve_device(requested))
+        except ValueError:  # reported by fit, before any work; set_params and repr must not raise
+            return requested
 
     def __set__(self, obj, value):
         obj.__dict__["device"] = value
@@ -333,7 +336,7 @@ class ConvNetClassifier(NeuralNetClassifier):
             raise ValueError(f"y contains labels {unknown.tolist()} that are not in classes={self.classes!r}.")
         if len(encoder.classes_) < 2:
             raise ValueError(
-                f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes."
+                f"y has only one class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes."
             )
         self._label_encoder = encoder
         return encoder.transform(y).astype(np.int64)
@@ -426,7 +429,9 @@ class ConvNetClassifier(NeuralNetClassifier):
 
     def _prepare_fit(self, X, y, *, reset):
         if y is None:
-            raise ValueError(f"{type(self).__name__} needs y (the class labels) to fit.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         resolve_device(self.__dict__.get("device", "auto"))  # fail before any work
         if reset:
             self._rng = check_generator(self.random_state)
@@ -456,11 +461,16 @@ class ConvNetClassifier(NeuralNetClassifier):
         Returns
         -------
         logits : ndarray of shape (n_samples, n_classes), float32
+            For two classes, scikit-learn's binary convention: the margin
+            ``logit_1 - logit_0`` of shape (n_samples,), whose sigmoid is ``predict_proba[:, 1]``.
         """
         check_is_fitted(self, "module_")
         if not is_dataset(X):
             X = self._validate_inputs(X, reset=False)
-        return to_numpy(self.forward(X))
+        logits = to_numpy(self.forward(X))
+        if logits.shape[1] == 2:  # scikit-learn's binary convention: one margin, > 0 means classes_[1]
+            return logits[:, 1] - logits[:, 0]
+        return logits
 
     def predict_proba(self, X):
         """Softmax of the logits.
@@ -489,4 +499,5 @@ class ConvNetClassifier(NeuralNetClassifier):
         -------
         y_pred : ndarray of shape (n_samples,), labels from ``classes_``
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        indices = self.predict_proba(X).argmax(axis=1)  # checks fitted before classes_ is read
+        return self.classes_[indices]
