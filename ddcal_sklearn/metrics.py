@@ -1,0 +1,634 @@
+"""Calibration metrics for probabilistic classifiers.
+
+Every metric takes ``(y_true, y_prob)`` in the style of
+:func:`sklearn.metrics.log_loss`: ``y_true`` holds class labels of any type and
+``y_prob`` holds one column of probabilities per class. The columns follow
+``labels`` when it is given, else the sorted unique labels of ``y_true``; a 1-D
+``y_prob`` in a binary problem is the probability of the second class.
+
+All binned metrics share one binning routine (:func:`_bin_stats`), so ECE, MCE,
+the over/under-confidence split and the reliability curve always agree.
+"""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+
+__all__ = [
+    "adaptive_calibration_error",
+    "calibration_curve_top_label",
+    "calibration_report",
+    "calibration_scorers",
+    "classwise_calibration_error",
+    "classwise_ece_scorer",
+    "ece_scorer",
+    "expected_calibration_error",
+    "make_calibration_scorer",
+    "maximum_calibration_error",
+    "mce_scorer",
+    "overconfidence_error",
+    "underconfidence_error",
+]
+
+# Probabilities may stray this far outside [0, 1] through float round-off.
+_RANGE_TOL = 1e-9
+# Rows must sum to 1 within this tolerance; loose enough for float32 softmax output.
+_SUM_TOL = 1e-4
+
+_COMMON_CONSTRAINTS = {
+    "y_true": ["array-like"],
+    "y_prob": ["array-like"],
+    "n_bins": [Interval(Integral, 1, None, closed="left")],
+    "labels": ["array-like", None],
+}
+_BINNED_CONSTRAINTS = {
+    **_COMMON_CONSTRAINTS,
+    "strategy": [StrOptions({"uniform", "quantile"})],
+}
+
+
+def _check_inputs(y_true, y_prob, labels):
+    """Validate ``(y_true, y_prob, labels)``; return column indices and probabilities.
+
+    Returns
+    -------
+    y_idx : ndarray of shape (n_samples,)
+        Column of ``y_prob`` that holds each sample's true class.
+    proba : ndarray of shape (n_samples, n_classes)
+        Float64 probabilities, clipped to [0, 1].
+    """
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 1:
+        raise ValueError(
+            f"y_true must be a 1-D array of class labels, got shape {y_true.shape}."
+        )
+    proba = check_array(
+        y_prob,
+        ensure_2d=False,
+        allow_nd=True,
+        dtype=np.float64,
+        ensure_all_finite=False,
+        ensure_min_samples=0,
+        input_name="y_prob",
+    )
+    if proba.ndim > 2:
+        raise ValueError(
+            "y_prob must be 1-D (binary, positive-class probability) or 2-D "
+            f"(n_samples, n_classes), got shape {proba.shape}."
+        )
+    if y_true.shape[0] != proba.shape[0]:
+        raise ValueError(
+            "y_true and y_prob must have the same number of samples, got "
+            f"len(y_true)={y_true.shape[0]} and y_prob.shape={proba.shape}."
+        )
+    if y_true.shape[0] == 0:
+        raise ValueError("y_true and y_prob must contain at least one sample, got 0.")
+
+    if labels is None:
+        encoder = LabelEncoder().fit(y_true)
+        classes = encoder.classes_
+        y_idx = encoder.transform(y_true)
+    else:
+        classes = np.asarray(labels)
+        if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
+            raise ValueError(f"labels must be 1-D and unique, got {labels!r}.")
+        encoder = LabelEncoder().fit(classes)
+        unknown = np.setdiff1d(np.unique(y_true), classes)
+        if unknown.size:
+            raise ValueError(
+                f"y_true contains labels {unknown.tolist()} that are not in "
+                f"labels={classes.tolist()}."
+            )
+        # LabelEncoder ranks labels in sorted order; map ranks back to the
+        # caller's column order.
+        column_of_rank = np.argsort(encoder.transform(classes))
+        y_idx = column_of_rank[encoder.transform(y_true)]
+
+    n_classes = len(classes)
+    if (proba.ndim == 1 or proba.shape[1] == 1) and n_classes == 2:
+        positive = proba.reshape(-1)
+        proba = np.column_stack([1.0 - positive, positive])
+    n_columns = 1 if proba.ndim == 1 else proba.shape[1]
+    if n_columns != n_classes or n_classes < 2:
+        raise ValueError(
+            f"y_prob has {n_columns} column(s) but there are {n_classes} class(es) "
+            f"{classes.tolist()}; y_prob needs one column per class (at least 2). "
+            "Pass labels= to name the classes the columns of y_prob correspond to."
+        )
+
+    if not np.isfinite(proba).all():
+        row = int(np.flatnonzero(~np.isfinite(proba).all(axis=1))[0])
+        raise ValueError(
+            f"y_prob must contain only finite probabilities, got {proba[row]} "
+            f"(NaN or inf) in row {row}."
+        )
+    if proba.min() < -_RANGE_TOL or proba.max() > 1 + _RANGE_TOL:
+        raise ValueError(
+            "y_prob must contain probabilities in [0, 1], got values in "
+            f"[{proba.min():g}, {proba.max():g}]."
+        )
+    row_sums = proba.sum(axis=1)
+    bad = np.abs(row_sums - 1.0) > _SUM_TOL
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"y_prob rows must sum to 1 (tolerance {_SUM_TOL:g}), but row {row} "
+            f"sums to {float(row_sums[row])!r}."
+        )
+    return y_idx, np.clip(proba, 0.0, 1.0)
+
+
+def _bin_stats(values, targets, n_bins, strategy):
+    """Bin ``values`` and summarise each bin; the one binning routine of the module.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_samples,)
+        Predicted probabilities (top-label confidence or one class' probability).
+    targets : ndarray of shape (n_samples,)
+        Matching 0/1 outcomes (top-1 correct, or true class is that class).
+    n_bins : int
+        Number of bins.
+    strategy : {"uniform", "quantile"}
+        Equal-width bins over [0, 1], or equal-mass bins over the sorted values.
+
+    Returns
+    -------
+    counts, mean_target, mean_value : ndarray of shape (n_bins,)
+        Per-bin sample count and means (0 for empty bins).
+    edges : ndarray of shape (n_bins + 1,)
+        Bin boundaries, non-decreasing from 0 to 1.
+    """
+    n = values.shape[0]
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        # Left-closed bins [lo, hi), as torch.bucketize(right=True) - 1 in
+        # torchmetrics; 1.0 is clipped into the last bin, [lo, 1].
+        bin_ids = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
+    else:
+        # Ties in `values` are broken by target so that the groups, hence the
+        # metric, depend on the multiset of samples and not on their order.
+        order = np.lexsort((targets, values))
+        bin_ids = np.empty(n, dtype=np.intp)
+        bin_ids[order] = np.arange(n) * n_bins // n
+        # Group b starts at sorted position ceil(b * n / n_bins); put each inner
+        # edge halfway between neighbouring groups so the bins tile [0, 1].
+        starts = -(-np.arange(1, n_bins) * n // n_bins)
+        padded = np.append(values[order], 1.0)
+        edges = np.concatenate([[0.0], (padded[starts - 1] + padded[starts]) / 2, [1.0]])
+
+    counts = np.bincount(bin_ids, minlength=n_bins)
+    nonempty = counts > 0
+
+    def bin_mean(x):
+        total = np.bincount(bin_ids, weights=x, minlength=n_bins)
+        return np.divide(total, counts, out=np.zeros(n_bins), where=nonempty)
+
+    return counts, bin_mean(targets), bin_mean(values), edges
+
+
+def _top_label_bins(y_true, y_prob, n_bins, strategy, labels):
+    """Validate inputs and bin top-label confidence against top-1 correctness."""
+    y_idx, proba = _check_inputs(y_true, y_prob, labels)
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_idx).astype(np.float64)
+    return _bin_stats(confidence, correct, n_bins, strategy)
+
+
+def _weighted_gaps(counts, mean_target, mean_value):
+    """Bin weights n_b / N and signed gaps acc_b - conf_b."""
+    return counts / counts.sum(), mean_target - mean_value
+
+
+@validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
+def expected_calibration_error(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None):
+    """Top-label expected calibration error (ECE).
+
+    ``ECE = sum_b (n_b / N) |acc_b - conf_b|`` where confidence is the largest
+    predicted probability, accuracy is whether its class is the true one, and
+    the samples are grouped into ``n_bins`` confidence bins.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; columns follow ``labels`` (else the sorted
+        unique labels of ``y_true``). A 1-D array in a binary problem is the
+        probability of the second class.
+    n_bins : int, default=15
+        Number of confidence bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        ``"uniform"``: equal-width bins ``[lo, hi)`` over [0, 1] (the
+        convention of torchmetrics' ``MulticlassCalibrationError``), except
+        that a confidence of exactly 1 joins the last bin.
+        ``"quantile"``: equal-mass bins of nearly ``N / n_bins`` samples each,
+        see :func:`adaptive_calibration_error`.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``, in column order; needed
+        when ``y_true`` does not contain every class.
+
+    Returns
+    -------
+    float
+        ECE in [0, 1]; 0 is perfectly calibrated.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import expected_calibration_error
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> round(expected_calibration_error(y_true, y_prob, n_bins=5), 4)
+    0.15
+    """
+    counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
+    weights, gaps = _weighted_gaps(counts, acc, conf)
+    return float(np.sum(weights * np.abs(gaps)))
+
+
+@validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
+def maximum_calibration_error(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None):
+    """Top-label maximum calibration error (MCE).
+
+    The largest ``|acc_b - conf_b|`` over the non-empty bins used by
+    :func:`expected_calibration_error`.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of confidence bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    float
+        MCE in [0, 1].
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import maximum_calibration_error
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> round(maximum_calibration_error(y_true, y_prob, n_bins=5), 4)
+    0.2
+    """
+    counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
+    return float(np.max(np.abs(acc - conf)[counts > 0]))
+
+
+@validate_params(_COMMON_CONSTRAINTS, prefer_skip_nested_validation=True)
+def adaptive_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
+    """Adaptive (equal-mass) top-label calibration error.
+
+    :func:`expected_calibration_error` with ``strategy="quantile"``: samples are
+    sorted by confidence and split into ``n_bins`` groups of nearly equal size,
+    so every bin holds enough samples even when confidences crowd near 1.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of equal-mass bins.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    float
+        Adaptive ECE in [0, 1].
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import adaptive_calibration_error
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> round(adaptive_calibration_error(y_true, y_prob, n_bins=2), 4)
+    0.15
+    """
+    return expected_calibration_error(
+        y_true, y_prob, n_bins=n_bins, strategy="quantile", labels=labels
+    )
+
+
+@validate_params(_COMMON_CONSTRAINTS, prefer_skip_nested_validation=True)
+def classwise_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
+    """Class-wise calibration error (Kull et al., 2019).
+
+    For every class ``k``, the probabilities ``p_k`` of all samples are put in
+    equal-width bins and each bin's mean ``p_k`` is compared with the fraction
+    of its samples whose class is ``k``; the per-class weighted errors are
+    averaged over the classes (all columns, including classes absent from
+    ``y_true``).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of equal-width bins per class.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    float
+        Class-wise ECE in [0, 1].
+
+    References
+    ----------
+    M. Kull et al., "Beyond temperature scaling: Obtaining well-calibrated
+    multiclass probabilities with Dirichlet calibration", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import classwise_calibration_error
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> round(classwise_calibration_error(y_true, y_prob, n_bins=5), 4)
+    0.15
+    """
+    y_idx, proba = _check_inputs(y_true, y_prob, labels)
+    per_class = []
+    for k in range(proba.shape[1]):
+        is_k = (y_idx == k).astype(np.float64)
+        counts, freq, mean_p, _ = _bin_stats(proba[:, k], is_k, n_bins, "uniform")
+        weights, gaps = _weighted_gaps(counts, freq, mean_p)
+        per_class.append(np.sum(weights * np.abs(gaps)))
+    return float(np.mean(per_class))
+
+
+@validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
+def overconfidence_error(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None):
+    """Over-confident part of the top-label ECE.
+
+    ``sum_b (n_b / N) max(conf_b - acc_b, 0)``; together with
+    :func:`underconfidence_error` it adds up to
+    :func:`expected_calibration_error` with the same binning.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of confidence bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    float
+        Over-confidence error in [0, 1].
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import overconfidence_error
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> round(overconfidence_error(y_true, y_prob, n_bins=5), 4)
+    0.1
+    """
+    counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
+    weights, gaps = _weighted_gaps(counts, acc, conf)
+    return float(np.sum(weights * np.maximum(-gaps, 0.0)))
+
+
+@validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
+def underconfidence_error(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None):
+    """Under-confident part of the top-label ECE.
+
+    ``sum_b (n_b / N) max(acc_b - conf_b, 0)``; see
+    :func:`overconfidence_error`.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of confidence bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    float
+        Under-confidence error in [0, 1].
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import underconfidence_error
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> round(underconfidence_error(y_true, y_prob, n_bins=5), 4)
+    0.05
+    """
+    counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
+    weights, gaps = _weighted_gaps(counts, acc, conf)
+    return float(np.sum(weights * np.maximum(gaps, 0.0)))
+
+
+def _top_label_curve(y_true, y_prob, n_bins, strategy, labels):
+    """Non-empty bins of the top-label curve: acc, conf, counts, lower and upper edges."""
+    counts, acc, conf, edges = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
+    keep = counts > 0
+    return acc[keep], conf[keep], counts[keep], edges[:-1][keep], edges[1:][keep]
+
+
+@validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
+def calibration_curve_top_label(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None):
+    """Top-label reliability curve: accuracy and confidence per non-empty bin.
+
+    The binning is the one of :func:`expected_calibration_error`, so
+    ``np.average(np.abs(accuracy - confidence), weights=counts)`` equals the ECE.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of confidence bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    accuracy : ndarray of shape (n_nonempty_bins,)
+        Fraction of correct top-1 predictions per bin.
+    confidence : ndarray of shape (n_nonempty_bins,)
+        Mean top-label confidence per bin, non-decreasing.
+    counts : ndarray of shape (n_nonempty_bins,)
+        Number of samples per bin; sums to ``n_samples``.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import calibration_curve_top_label
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> acc, conf, counts = calibration_curve_top_label(y_true, y_prob, n_bins=5)
+    >>> acc.tolist(), conf.round(2).tolist(), counts.tolist()
+    ([0.5, 1.0], [0.7, 0.9], [2, 2])
+    """
+    return _top_label_curve(y_true, y_prob, n_bins, strategy, labels)[:3]
+
+
+@validate_params(_COMMON_CONSTRAINTS, prefer_skip_nested_validation=True)
+def calibration_report(y_true, y_prob, *, n_bins=15, labels=None):
+    """Accuracy, calibration errors and proper scores in one dictionary.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, as in :func:`expected_calibration_error`.
+    n_bins : int, default=15
+        Number of bins for the binned metrics.
+    labels : array-like of shape (n_classes,), default=None
+        Class labels naming the columns of ``y_prob``.
+
+    Returns
+    -------
+    dict
+        ``accuracy``; ``ece``, ``mce``, ``overconfidence``, ``underconfidence``
+        (equal-width bins); ``adaptive_ece`` (equal-mass bins);
+        ``classwise_ece``; ``nll`` (:func:`sklearn.metrics.log_loss`);
+        ``brier`` (multiclass Brier score ``mean_i sum_k (p_ik - 1[y_i = k])^2``
+        in [0, 2], i.e. :func:`sklearn.metrics.brier_score_loss` with
+        ``scale_by_half=False``, twice the usual binary Brier score);
+        ``mean_confidence`` and ``confidence_minus_accuracy`` (positive when
+        over-confident on average).
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.metrics import calibration_report
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_prob = [[0.95, 0.05], [0.15, 0.85], [0.25, 0.75], [0.35, 0.65]]
+    >>> report = calibration_report(y_true, y_prob, n_bins=5)
+    >>> report["accuracy"], round(report["ece"], 4), round(report["brier"], 4)
+    (0.75, 0.15, 0.255)
+    """
+    y_idx, proba = _check_inputs(y_true, y_prob, labels)
+    # Re-pass the validated arrays with column indices as labels, so classes
+    # absent from y_true keep their columns.
+    columns = np.arange(proba.shape[1])
+    binned = {"y_true": y_idx, "y_prob": proba, "n_bins": n_bins, "labels": columns}
+    accuracy = accuracy_score(y_idx, proba.argmax(axis=1))
+    mean_confidence = float(proba.max(axis=1).mean())
+    return {
+        "accuracy": float(accuracy),
+        "ece": expected_calibration_error(**binned),
+        "mce": maximum_calibration_error(**binned),
+        "adaptive_ece": adaptive_calibration_error(**binned),
+        "classwise_ece": classwise_calibration_error(**binned),
+        "overconfidence": overconfidence_error(**binned),
+        "underconfidence": underconfidence_error(**binned),
+        "nll": float(log_loss(y_idx, proba, labels=columns)),
+        "brier": float(
+            brier_score_loss(y_idx, proba, labels=columns, scale_by_half=False)
+        ),
+        "mean_confidence": mean_confidence,
+        "confidence_minus_accuracy": mean_confidence - float(accuracy),
+    }
+
+
+class _ProbaLossScorer:
+    """Scorer ``(estimator, X, y) -> -loss`` that passes ``estimator.classes_`` as labels.
+
+    ``sklearn.metrics.make_scorer`` cannot forward the fitted classes, so a CV
+    test fold that lacks a class would misalign the ``predict_proba`` columns.
+    """
+
+    def __init__(self, loss_func, kwargs):
+        self.loss_func = loss_func
+        self.kwargs = kwargs
+
+    def __call__(self, estimator, X, y_true):
+        y_prob = estimator.predict_proba(X)
+        return -self.loss_func(y_true, y_prob, labels=estimator.classes_, **self.kwargs)
+
+    def __repr__(self):
+        args = "".join(f", {key}={value!r}" for key, value in self.kwargs.items())
+        return f"make_calibration_scorer({self.loss_func.__name__}{args})"
+
+
+def make_calibration_scorer(loss_func, **kwargs):
+    """Make a greater-is-better scorer from a probabilistic loss.
+
+    The scorer calls ``estimator.predict_proba(X)`` and returns
+    ``-loss_func(y, y_prob, labels=estimator.classes_, **kwargs)``, so the
+    columns stay aligned even when a cross-validation test fold lacks a class.
+
+    Parameters
+    ----------
+    loss_func : callable
+        Loss with signature ``loss_func(y_true, y_prob, *, labels, **kwargs)``,
+        e.g. :func:`expected_calibration_error` or
+        :func:`sklearn.metrics.log_loss`.
+    **kwargs
+        Extra keyword arguments for ``loss_func`` (e.g. ``n_bins=10``).
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y) -> float`` for ``scoring=`` in
+        :class:`~sklearn.model_selection.GridSearchCV` and friends.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ddcal_sklearn.metrics import (
+    ...     expected_calibration_error, make_calibration_scorer)
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> scorer = make_calibration_scorer(expected_calibration_error, n_bins=10)
+    >>> scorer
+    make_calibration_scorer(expected_calibration_error, n_bins=10)
+    >>> scorer(clf, X, y) <= 0
+    True
+    """
+    return _ProbaLossScorer(loss_func, kwargs)
+
+
+ece_scorer = make_calibration_scorer(expected_calibration_error)
+mce_scorer = make_calibration_scorer(maximum_calibration_error)
+classwise_ece_scorer = make_calibration_scorer(classwise_calibration_error)
+
+#: Multi-metric ``scoring=`` dict; log loss and Brier also get the fitted
+#: classes as labels, unlike scikit-learn's string scorers.
+calibration_scorers = {
+    "accuracy": "accuracy",
+    "neg_log_loss": make_calibration_scorer(log_loss),
+    "neg_brier_score": make_calibration_scorer(brier_score_loss, scale_by_half=False),
+    "neg_ece": ece_scorer,
+    "neg_adaptive_ece": make_calibration_scorer(adaptive_calibration_error),
+    "neg_mce": mce_scorer,
+    "neg_classwise_ece": classwise_ece_scorer,
+}
