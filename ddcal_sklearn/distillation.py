@@ -1,5 +1,6 @@
 """``DatasetDistiller``: learn a small synthetic image set from real data (a sampler)."""
 
+import inspect
 import math
 import numbers
 
@@ -255,15 +256,14 @@ class DatasetDistiller(BaseEstimator):
     def _make_net(self, X, n_classes, device):
         net_class = self.net or (ConvNet if X.ndim == 4 else MLP)
         params = dict(self.net_params or {})
-        import inspect
-
         accepted = set(inspect.signature(net_class).parameters)
         inferred = {"in_channels": X.shape[1], "image_size": tuple(X.shape[2:]),
                     "n_features": int(np.prod(X.shape[1:])), "n_classes": n_classes}
         for name in accepted & inferred.keys():
             params.setdefault(name, inferred[name])
         try:
-            net = net_class(**params)
+            with torch.random.fork_rng(devices=[]):  # weights are redrawn from our generator anyway
+                net = net_class(**params)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"net={net_class.__name__} cannot be built with net_params={params}: {exc}") from exc
         if not hasattr(net, "embed"):
