@@ -18,8 +18,7 @@ from .augment import SiameseAugment
 from .masking import check_mask_ratio, mask_elements
 from .nets import MLP, ConvNet
 
-_IMPLEMENTED_METHODS = ("dm",)
-_PLANNED_METHODS = ("dc", "dsa", "mtt")
+_METHODS = ("dm", "dc", "dsa", "mtt")
 
 
 def reinitialize_(module, generator):
@@ -66,32 +65,100 @@ class _ClassBatches:
         return self.X[(self.offsets + picks).reshape(-1)]
 
 
-class _DistributionMatching:
-    """DM (Zhao & Bilen, WACV 2023): match class-mean embeddings of randomly initialised networks."""
+class DistillationStrategy:
+    """Base of the private per-method strategies of :class:`DatasetDistiller`.
+
+    The distiller owns the outer loop: at every iteration it calls :meth:`loss`,
+    back-propagates it into the synthetic images (and the tensors of
+    :meth:`param_groups`), takes one optimiser step, then calls :meth:`after_step`.
+    A strategy draws all its randomness from ``generators`` (a generator on the
+    device, and a CPU generator for discrete choices that must not sync the device)
+    and may not read torch's global generator.
+
+    Parameters
+    ----------
+    distiller : DatasetDistiller
+        The estimator being fitted (read its parameters; ``method_params`` holds the
+        method-specific ones, validated against :attr:`defaults`).
+    real : _ClassBatches
+        Real images grouped by class on the device (``sample(per_class)``).
+    net : torch.nn.Module
+        A network built for the data (``embed`` and ``forward``), on the device.
+    augment : SiameseAugment or None
+    generators : (torch.Generator, torch.Generator)
+        Device generator, CPU generator.
+    """
+
+    #: method-specific parameters and their defaults (``DatasetDistiller(method_params=...)``)
+    defaults = {}
 
     def __init__(self, distiller, real, net, augment, generators):
         self.d = distiller
+        self.params = {**self.defaults, **(distiller.method_params or {})}
         self.real = real
-        self.net = net.requires_grad_(False)  # only the images learn
+        self.net = net
         self.augment = augment
         self.gen_device, self.gen_cpu = generators
         self.n_classes = distiller._n_classes
-        self.per_class = min(distiller.batch_real, real.min_count)
+        self.ipc = distiller.ipc
+
+    def param_groups(self):
+        """Extra learnable tensors as optimiser parameter groups (e.g. MTT's step size)."""
+        return []
+
+    def loss(self, X_syn):
+        """The matching loss of one iteration, differentiable w.r.t. ``X_syn``."""
+        raise NotImplementedError
+
+    def after_step(self, X_syn):
+        """Work after the image update (e.g. training the matching network on the new set)."""
+
+    def mdt(self, X_syn):
+        """The synthetic images as the network sees them: masked (MDT), fresh at every use."""
+        return mask_elements(X_syn, self.d.mdt_mask_ratio, random_state=self.gen_device)
+
+    def siamese(self, real, syn):
+        """Augment a real and a synthetic batch with one shared random draw (DSA)."""
+        if self.augment is None:
+            return real, syn
+        params = self.augment.sample(1, self.gen_cpu, device=real.device)
+        return self.augment(real, params), self.augment(syn, params)
+
+    def fitted_attributes(self):
+        """Extra fitted attributes to set on the distiller (names end with ``_``)."""
+        return {}
+
+
+class _DistributionMatching(DistillationStrategy):
+    """DM (Zhao & Bilen, WACV 2023): match class-mean embeddings of randomly initialised networks."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.net.requires_grad_(False)  # only the images learn
+        self.per_class = min(self.d.batch_real, self.real.min_count)
 
     def loss(self, X_syn):
         reinitialize_(self.net, self.gen_device)
-        real = self.real.sample(self.per_class)
-        syn = mask_elements(X_syn, self.d.mdt_mask_ratio, random_state=self.gen_device)
-        if self.augment is not None:
-            params = self.augment.sample(1, self.gen_cpu, device=real.device)
-            real, syn = self.augment(real, params), self.augment(syn, params)
+        real, syn = self.siamese(self.real.sample(self.per_class), self.mdt(X_syn))
         with torch.no_grad():
             mean_real = self.net.embed(real).reshape(self.n_classes, self.per_class, -1).mean(1)
-        mean_syn = self.net.embed(syn).reshape(self.n_classes, self.d.ipc, -1).mean(1)
+        mean_syn = self.net.embed(syn).reshape(self.n_classes, self.ipc, -1).mean(1)
         return ((mean_real - mean_syn) ** 2).sum()
 
 
-_STRATEGIES = {"dm": _DistributionMatching}
+def _strategy_class(method):
+    """The private strategy implementing ``method`` (gradient and trajectory matching live in their own modules)."""
+    if method == "dm":
+        return _DistributionMatching
+    if method in ("dc", "dsa"):
+        from ._gradient_matching import GradientMatching
+
+        return GradientMatching
+    if method == "mtt":
+        from ._trajectory_matching import TrajectoryMatching
+
+        return TrajectoryMatching
+    raise ValueError(f"method={method!r} is unknown; use one of {list(_METHODS)}.")
 
 
 class DatasetDistiller(BaseEstimator):
@@ -153,6 +220,8 @@ class DatasetDistiller(BaseEstimator):
         for flat features. It must have an ``embed`` method.
     net_params : dict or None, default=None
         Extra constructor arguments of ``net`` (e.g. ``{"width": 128, "depth": 3}``).
+    method_params : dict or None, default=None
+        Parameters specific to ``method`` (none for "dm"); unknown keys are an error.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
     random_state : None, int, numpy Generator or RandomState, default=None
         Source of every random draw (initial images, batches, networks, augmentation,
@@ -183,7 +252,7 @@ class DatasetDistiller(BaseEstimator):
     """
 
     _parameter_constraints = {
-        "method": [StrOptions(set(_IMPLEMENTED_METHODS) | set(_PLANNED_METHODS))],
+        "method": [StrOptions(set(_METHODS))],
         "ipc": [Interval(numbers.Integral, 1, None, closed="left")],
         "mdt_mask_ratio": [Interval(numbers.Real, 0, 1, closed="left")],
         "n_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -194,6 +263,7 @@ class DatasetDistiller(BaseEstimator):
         "augment": [StrOptions({"dsa"}), None],
         "net": [type, None],
         "net_params": [dict, None],
+        "method_params": [dict, None],
         "device": [str, torch.device, None],
         "random_state": ["random_state", np.random.Generator],
         "verbose": ["verbose"],
@@ -201,7 +271,7 @@ class DatasetDistiller(BaseEstimator):
 
     def __init__(self, method="dm", *, ipc=10, mdt_mask_ratio=0.0, n_iterations=1000, lr_images=1.0,
                  momentum=0.5, batch_real=256, init="real", augment="dsa", net=None, net_params=None,
-                 device="auto", random_state=None, verbose=0):
+                 method_params=None, device="auto", random_state=None, verbose=0):
         self.method = method
         self.ipc = ipc
         self.mdt_mask_ratio = mdt_mask_ratio
@@ -213,6 +283,7 @@ class DatasetDistiller(BaseEstimator):
         self.augment = augment
         self.net = net
         self.net_params = net_params
+        self.method_params = method_params
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -226,11 +297,18 @@ class DatasetDistiller(BaseEstimator):
 
     def _check_configuration(self, X, y):
         """Every check that can fail, before any work is done."""
-        if self.method not in _IMPLEMENTED_METHODS:
-            raise ValueError(
-                f"method={self.method!r} is not implemented yet; implemented: {list(_IMPLEMENTED_METHODS)}."
-            )
+        try:
+            strategy_class = _strategy_class(self.method)
+        except ImportError as exc:
+            raise ValueError(f"method={self.method!r} is not implemented yet.") from exc
         check_mask_ratio(self.mdt_mask_ratio, param="mdt_mask_ratio")
+        allowed = strategy_class.defaults
+        unknown = set(self.method_params or {}) - set(allowed)
+        if unknown:
+            raise ValueError(
+                f"method_params has keys {sorted(unknown)} unknown to method={self.method!r}; "
+                f"allowed: {sorted(allowed) or 'none'}."
+            )
         device = resolve_device(self.device)
         if X.ndim not in (2, 4):
             raise ValueError(
@@ -251,7 +329,7 @@ class DatasetDistiller(BaseEstimator):
                 f"ipc={self.ipc} is larger than the smallest class ({classes[counts.argmin()]!r} has "
                 f"{counts.min()} samples): lower ipc to at most {counts.min()}."
             )
-        return device
+        return device, strategy_class
 
     def _make_net(self, X, n_classes, device):
         net_class = self.net or (ConvNet if X.ndim == 4 else MLP)
@@ -285,7 +363,7 @@ class DatasetDistiller(BaseEstimator):
         self : DatasetDistiller
         """
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float32, np.float64))
-        device = self._check_configuration(X, y)
+        device, strategy_class = self._check_configuration(X, y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         self._n_classes = n_classes = len(self.classes_)
@@ -303,10 +381,11 @@ class DatasetDistiller(BaseEstimator):
         else:
             X_syn = torch.randn((n_classes * self.ipc, *X.shape[1:]), generator=gen_device, device=device)
         X_syn.requires_grad_(True)
-        optimizer = torch.optim.SGD([X_syn], lr=self.lr_images, momentum=self.momentum)
         augment = SiameseAugment() if self.augment == "dsa" else None
         net = self._make_net(X, n_classes, device)
-        strategy = _STRATEGIES[self.method](self, real, net, augment, (gen_device, gen_cpu))
+        strategy = strategy_class(self, real, net, augment, (gen_device, gen_cpu))
+        optimizer = torch.optim.SGD([{"params": [X_syn]}, *strategy.param_groups()],
+                                    lr=self.lr_images, momentum=self.momentum)
 
         losses = torch.zeros(self.n_iterations, device=device)
         progress = tqdm(range(self.n_iterations), disable=not self.verbose, desc=f"{self.method} ipc={self.ipc}")
@@ -316,6 +395,7 @@ class DatasetDistiller(BaseEstimator):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            strategy.after_step(X_syn)
             losses[iteration] = loss.detach()  # stays on the device: no host sync per iteration
             if self.verbose and iteration % report_every == 0:
                 progress.set_postfix(loss=f"{loss.item():.4g}")
@@ -323,6 +403,8 @@ class DatasetDistiller(BaseEstimator):
         self.loss_curve_ = losses.cpu().numpy()
         self.X_synthetic_ = X_syn.detach().cpu().numpy().astype(X.dtype, copy=False)
         self.y_synthetic_ = np.repeat(self.classes_, self.ipc)
+        for name, value in strategy.fitted_attributes().items():
+            setattr(self, name, value)
         del self._n_classes
         return self
 
