@@ -99,8 +99,8 @@ def test_corrupted_or_newer_files_give_clear_errors(distilled, tmp_path):
     "params, make_data, match",
     [
         (dict(ipc=500), None, r"ipc=500 is larger than the smallest class"),
-        (dict(method="mtt"), None, r"method='mtt' is not implemented yet"),
         (dict(method="kip"), None, r"'method' parameter of DatasetDistiller must be"),
+        (dict(method_params={"syn_steps": 3}), None, r"method_params has keys \['syn_steps'\] unknown"),
         (dict(mdt_mask_ratio=1.0), None, r"mdt_mask_ratio"),
         (dict(mdt_mask_ratio=-0.1), None, r"mdt_mask_ratio"),
         ({}, lambda X, y: (X[:, 0], y), r"needs images"),
