@@ -1,6 +1,7 @@
 """``DatasetDistiller``: learn a small synthetic image set from real data (a sampler)."""
 
 import inspect
+import json
 import math
 import numbers
 
@@ -146,6 +147,14 @@ class _DistributionMatching(DistillationStrategy):
         return ((mean_real - mean_syn) ** 2).sum()
 
 
+def _is_json(value):
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False
+
+
 def _strategy_class(method):
     """The private strategy implementing ``method`` (gradient and trajectory matching live in their own modules)."""
     if method == "dm":
@@ -225,7 +234,8 @@ class DatasetDistiller(BaseEstimator):
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
     random_state : None, int, numpy Generator or RandomState, default=None
         Source of every random draw (initial images, batches, networks, augmentation,
-        masks). Same value, same synthetic set (on the CPU).
+        masks). Same value, same synthetic set on the CPU with the same number of
+        torch threads (``torch.set_num_threads`` changes float summation order).
     verbose : int, default=0
         1 shows a tqdm progress bar with the loss.
 
@@ -440,8 +450,7 @@ class DatasetDistiller(BaseEstimator):
         from .synthetic_set import save_synthetic_set
 
         check_is_fitted(self, "X_synthetic_")
-        return save_synthetic_set(
-            path, self.X_synthetic_, self.y_synthetic_,
-            method=self.method, ipc=self.ipc, mdt_mask_ratio=self.mdt_mask_ratio,
-            n_iterations=self.n_iterations, augment=self.augment, **metadata,
-        )
+        # every JSON-able parameter, so the file says how it was made
+        params = {key: value for key, value in self.get_params().items() if _is_json(value)}
+        params["net"] = getattr(self.net, "__name__", None)
+        return save_synthetic_set(path, self.X_synthetic_, self.y_synthetic_, **{**params, **metadata})

@@ -59,7 +59,8 @@ def _check_inputs(y_true, y_prob, labels):
     y_idx : ndarray of shape (n_samples,)
         Column of ``y_prob`` that holds each sample's true class.
     proba : ndarray of shape (n_samples, n_classes)
-        Float64 probabilities, clipped to [0, 1].
+        Float64 probabilities, clipped to [0, 1] and renormalised, so that float32
+        network outputs (rows off by ~1e-7) pass scikit-learn's stricter checks.
     """
     y_true = np.asarray(y_true)
     if y_true.ndim != 1:
@@ -139,7 +140,8 @@ def _check_inputs(y_true, y_prob, labels):
             f"y_prob rows must sum to 1 (tolerance {_SUM_TOL:g}), but row {row} "
             f"sums to {float(row_sums[row])!r}."
         )
-    return y_idx, np.clip(proba, 0.0, 1.0)
+    proba = np.clip(proba, 0.0, 1.0)
+    return y_idx, proba / proba.sum(axis=1, keepdims=True)
 
 
 def _bin_stats(values, targets, n_bins, strategy):

@@ -65,6 +65,9 @@ def save_synthetic_set(path, X, y, **metadata):
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, data=X, target=y, metadata=np.array(meta_json))

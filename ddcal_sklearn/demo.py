@@ -1,0 +1,548 @@
+"""The project's demo: distil, train, calibrate, and measure calibration on real test data.
+
+Run ``python -m ddcal_sklearn.demo`` (or ``make demo``, or the ``ddcal-demo`` console
+script). On scikit-learn's digits (the default, no download) it:
+
+1. splits the images into a training set (the real data to distil), a held-out real
+   calibration set and a test set (stratified, seeded);
+2. distils the training set with distribution matching (DM), plainly and with Masked
+   Distillation Training (DM+MDT), at ``ipc`` images per class;
+3. trains a :class:`~ddcal_sklearn.ConvNetClassifier` on each synthetic set and on a
+   random real subset of the same size (the baseline distillation should beat);
+4. calibrates each network four ways: not at all; temperature scaling on the held-out
+   real data; Masked Temperature Scaling (MTS) with the mask ratio chosen on the
+   held-out real data; MTS at ``mask_ratio=0.5`` fitted on the network's own
+   training set (the distilled-only setting of Zhu et al., ICCV 2023);
+5. prints one Markdown table of test-set metrics (stdout; progress goes to stderr)
+   and writes it, with the numbers, figures and synthetic sets, to ``--output-dir``.
+
+Test data never choose anything: temperatures and mask ratios are fitted on the
+calibration or training data only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import train_test_split
+
+from ._utils import resolve_device
+from .calibration import MaskedTemperatureCalibrator
+from .classifier import ConvNetClassifier
+from .datasets import DATA_ENV, load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
+from .distillation import DatasetDistiller
+from .metrics import calibration_report
+from .plotting import ReliabilityDisplay
+
+__all__ = ["format_table", "main", "run_demo"]
+
+DATASETS = ("digits", "fashion-mnist", "cifar10")
+
+#: Default MDT mask ratio of the DM+MDT synthetic set.
+MDT_MASK_RATIO = 0.3
+#: Candidate MTS mask ratios when choosing on held-out real data.
+MTS_CANDIDATE_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+#: MTS mask ratio when fitting on the network's own training set (the paper's range is 0.5-0.6).
+MTS_TRAIN_SET_RATIO = 0.5
+#: Bins of the expected calibration error.
+N_BINS = 15
+
+TRAINING_SETS = {"dm": "DM", "dm_mdt": "DM+MDT", "random": "Random real"}
+CALIBRATIONS = {
+    "none": "none",
+    "ts_real": "TS on real cal.",
+    "mts_real": "MTS on real cal. (r chosen)",
+    "mts_train": f"MTS on training set (r={MTS_TRAIN_SET_RATIO})",
+}
+
+# Settings per dataset. 8x8 digits survive two 2x2 poolings only, hence depth 2. On
+# digits, width 32 and 1000 DM iterations keep the default run under a minute on 2 CPU
+# cores; the matching loss drops most in the first 200 iterations, and wider networks or
+# more iterations gained under half a point of accuracy. lr 0.03 for 500 epochs fits 100
+# images (training loss ~0.005), where lr 0.01 for 300 epochs left the networks under-fitted.
+_SETTINGS = {
+    "digits": {
+        "depth": 2, "width": 32, "batch_real": 64, "iterations": 1000, "epochs": 500, "lr": 0.03,
+        "n_cal": 300, "n_test": 500, "n_train": None,
+    },
+    # 28x28 and 32x32: ConvNet-3 as in the literature; the CPU variant is scaled down so
+    # that it finishes in minutes rather than hours.
+    "fashion-mnist": {
+        "depth": 3, "width": 128, "batch_real": 256, "iterations": 2000, "epochs": 500, "lr": 0.01,
+        "n_cal": 1000, "n_train": None,
+        "cpu": {"width": 64, "batch_real": 64, "iterations": 300, "epochs": 300, "n_train": 5000},
+    },
+    "cifar10": {
+        "depth": 3, "width": 128, "batch_real": 256, "iterations": 2000, "epochs": 500, "lr": 0.01,
+        "n_cal": 1000, "n_train": None,
+        "cpu": {"width": 64, "batch_real": 64, "iterations": 300, "epochs": 300, "n_train": 5000},
+    },
+}
+# --quick: a smoke test of every step in a few seconds; its numbers mean nothing.
+_QUICK = {"width": 16, "batch_real": 16, "iterations": 10, "epochs": 20, "n_train": 1000}
+
+_COLUMNS = ("Training set", "Calibration", "Mask ratio", "T", "Accuracy", "ECE", "NLL", "Brier",
+            "Conf - acc")
+
+
+class _Progress:
+    """Timestamped progress lines on stderr, so stdout holds only the results."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.start = time.perf_counter()
+
+    def __call__(self, message):
+        if self.verbose:
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _default_data_root():
+    """``$DDCAL_DATA``, else ``../shared/datasets`` from the working directory if it exists."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    shared = Path.cwd().parent / "shared" / "datasets"
+    return shared if shared.is_dir() else None  # None: the loader explains what is missing
+
+
+def _available_cores():
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _settings(dataset, *, on_gpu, quick, ipc, iterations, epochs, n_train, mdt_mask_ratio):
+    settings = {k: v for k, v in _SETTINGS[dataset].items() if k != "cpu"}
+    if not on_gpu:
+        settings.update(_SETTINGS[dataset].get("cpu", {}))
+    if quick:
+        settings.update(_QUICK)
+        if dataset == "digits":
+            settings["n_train"] = None  # digits is small already
+    for name, value in (("iterations", iterations), ("epochs", epochs), ("n_train", n_train)):
+        if value is not None:
+            settings[name] = value
+    settings["ipc"] = ipc
+    settings["mdt_mask_ratio"] = mdt_mask_ratio
+    return settings
+
+
+def _stratified_subset(X, y, size, seed):
+    """A stratified subset of ``size`` samples (all of them when ``size`` is None or too large)."""
+    if size is None or size >= len(y):
+        return X, y
+    X_sub, _, y_sub, _ = train_test_split(X, y, train_size=size, stratify=y, random_state=seed)
+    return X_sub, y_sub
+
+
+def _load_splits(dataset, settings, data_root, seed):
+    """Train (to distil), calibration (held-out real) and test splits, plus the normalisation."""
+    if dataset == "digits":
+        bunch = load_digits_images()
+        X_rest, X_test, y_rest, y_test = train_test_split(
+            bunch.data, bunch.target, test_size=settings["n_test"], stratify=bunch.target,
+            random_state=seed)
+        X_train, X_cal, y_train, y_cal = train_test_split(
+            X_rest, y_rest, test_size=settings["n_cal"], stratify=y_rest, random_state=seed)
+        X_train, y_train = _stratified_subset(X_train, y_train, settings["n_train"], seed)
+        return (X_train, y_train, X_cal, y_cal, X_test, y_test), bunch
+    loader = load_fashion_mnist if dataset == "fashion-mnist" else load_cifar10
+    bunch = loader(data_root, subset="train")
+    test = loader(data_root, subset="test")
+    # The calibration set comes out of the training images: the test set stays untouched.
+    X_train, X_cal, y_train, y_cal = train_test_split(
+        bunch.data, bunch.target, test_size=settings["n_cal"], stratify=bunch.target, random_state=seed)
+    X_train, y_train = _stratified_subset(X_train, y_train, settings["n_train"], seed)
+    return (X_train, y_train, X_cal, y_cal, test.data, test.target), bunch
+
+
+def _random_real_subset(X, y, ipc, seed):
+    """Exactly ``ipc`` random real images of every class, class-major like a synthetic set."""
+    rng = np.random.default_rng(seed)
+    index = np.concatenate([rng.choice(np.flatnonzero(y == c), ipc, replace=False) for c in np.unique(y)])
+    return X[index], y[index]
+
+
+def _loss_summary(loss_curve):
+    """Mean matching loss over the first and the last 5% of the iterations."""
+    window = max(1, len(loss_curve) // 20)
+    return float(loss_curve[:window].mean()), float(loss_curve[-window:].mean())
+
+
+def _report(y_test, proba, labels):
+    """:func:`calibration_report` of float64 probabilities renormalised per row.
+
+    A float32 softmax sums to 1 only within ~1e-7, which scikit-learn's ``log_loss`` and
+    ``brier_score_loss`` flag with a warning once cast to float64; renormalising changes
+    no metric beyond that round-off.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    return calibration_report(y_test, proba / proba.sum(axis=1, keepdims=True), n_bins=N_BINS, labels=labels)
+
+
+def _row(training_set, label, calibration, mask_ratio, temperature, report, extra=None):
+    row = {
+        "training_set": training_set, "training_set_label": label,
+        "calibration": calibration, "calibration_label": CALIBRATIONS[calibration],
+        "mask_ratio": mask_ratio, "temperature": temperature,
+        "accuracy": report["accuracy"], "ece": report["ece"], "nll": report["nll"],
+        "brier": report["brier"], "confidence_minus_accuracy": report["confidence_minus_accuracy"],
+    }
+    row.update(extra or {})
+    return row
+
+
+def _calibrate_and_score(name, label, net, X_own, y_own, X_cal, y_cal, X_test, y_test, seed):
+    """The four calibration settings of one trained network, scored on the test set.
+
+    Returns the table rows and the test probabilities of each setting (for the plots).
+    """
+    classes = net.classes_
+    probas = {"none": net.predict_proba(X_test)}
+    rows = [_row(name, label, "none", None, 1.0, _report(y_test, probas["none"], classes))]
+    calibrators = {
+        # Ordinary temperature scaling: mask ratio 0 on held-out real data.
+        "ts_real": (MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.0, random_state=seed),
+                    X_cal, y_cal),
+        # The ratio is chosen by held-out loss inside the calibration data, never on test.
+        "mts_real": (MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=list(MTS_CANDIDATE_RATIOS),
+                                                 random_state=seed), X_cal, y_cal),
+        # No real data at all: the images the network was trained on.
+        "mts_train": (MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=MTS_TRAIN_SET_RATIO,
+                                                  random_state=seed), X_own, y_own),
+    }
+    for calibration, (calibrator, X_fit, y_fit) in calibrators.items():
+        calibrator.fit(X_fit, y_fit)
+        probas[calibration] = calibrator.predict_proba(X_test)
+        extra = {"n_fit": int(len(y_fit))}
+        if calibrator.mask_ratio_losses_ is not None:
+            extra["mask_ratio_selection"] = {
+                "mask_ratios": calibrator.mask_ratio_losses_.mask_ratios.tolist(),
+                "held_out_nll": calibrator.mask_ratio_losses_.losses.tolist(),
+            }
+        report = _report(y_test, probas[calibration], classes)
+        rows.append(_row(name, label, calibration, float(calibrator.mask_ratio_),
+                         float(calibrator.temperatures_[0]), report, extra))
+    return rows, probas
+
+
+def format_table(rows):
+    """The result rows as one Markdown table.
+
+    Parameters
+    ----------
+    rows : list of dict
+        As returned in ``run_demo(...)["rows"]``.
+
+    Returns
+    -------
+    table : str
+    """
+    lines = ["| " + " | ".join(_COLUMNS) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(_COLUMNS) - 2)) + "|"]
+    for row in rows:
+        mask = "-" if row["mask_ratio"] is None else f"{row['mask_ratio']:.1f}"
+        cells = [row["training_set_label"], row["calibration_label"], mask, f"{row['temperature']:.3f}",
+                 f"{row['accuracy']:.3f}", f"{row['ece']:.4f}", f"{row['nll']:.4f}", f"{row['brier']:.4f}",
+                 f"{row['confidence_minus_accuracy']:+.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _summary(rows, n_test):
+    """Numbers only, computed from the rows: accuracy and lowest-ECE setting per training set."""
+    parts = []
+    for key in TRAINING_SETS:
+        mine = [r for r in rows if r["training_set"] == key]
+        best = min(mine, key=lambda r: r["ece"])
+        parts.append(f"{mine[0]['training_set_label']}: accuracy {mine[0]['accuracy']:.3f}, "
+                     f"uncalibrated ECE {mine[0]['ece']:.4f}, "
+                     f"lowest ECE {best['ece']:.4f} ({best['calibration_label']})")
+    return f"Test set (n={n_test}): " + "; ".join(parts) + "."
+
+
+_LEGEND = (f"ECE: top-label, {N_BINS} equal-width bins. NLL: mean negative log-likelihood. Brier: multiclass, "
+           "in [0, 2]. Conf - acc > 0: over-confident. T and mask ratio are fitted without test data.")
+
+
+def _save_synthetic_grid(path, sets, bunch):
+    """One panel per synthetic set, one row per class, pixels un-normalised."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 5), squeeze=False)
+    for ax, (title, X_syn, y_syn) in zip(axes[0], sets):
+        classes = np.unique(y_syn)
+        ipc = len(y_syn) // len(classes)
+        images = np.clip(unnormalize(X_syn, bunch.mean, bunch.std), 0, 1)
+        _, c, h, w = images.shape
+        pad = 1
+        grid = np.ones((len(classes) * (h + pad) - pad, ipc * (w + pad) - pad, c), dtype=np.float32)
+        for i, image in enumerate(images):  # class-major: row = class, column = image of that class
+            r, col = divmod(i, ipc)
+            grid[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = image.transpose(1, 2, 0)
+        ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_yticks([r * (h + pad) + h / 2 for r in range(len(classes))],
+                      [bunch.target_names[int(k)] for k in classes], fontsize="small")
+        ax.set_xticks([])
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _save_reliability(path, y_test, probas, labels, title):
+    """A 2x2 grid of reliability diagrams of one network under the four calibrations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 9))
+    for ax, (calibration, proba) in zip(axes.ravel(), probas.items()):
+        ReliabilityDisplay.from_predictions(y_test, proba, n_bins=N_BINS, labels=labels,
+                                            name=CALIBRATIONS[calibration], ax=ax)
+        ax.set_title(f"{title}: {CALIBRATIONS[calibration]}", fontsize="medium")
+        ax.legend(loc="upper left", fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _hardware(device):
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)"
+
+
+def run_demo(dataset="digits", *, ipc=10, iterations=None, epochs=None, seed=0, output_dir="outputs/demo",
+             quick=False, data_root=None, n_train=None, mdt_mask_ratio=MDT_MASK_RATIO, n_threads=None,
+             verbose=True):
+    """Distil with DM and DM+MDT, train, calibrate four ways, and report on real test data.
+
+    Parameters
+    ----------
+    dataset : {"digits", "fashion-mnist", "cifar10"}, default="digits"
+        Digits ships with scikit-learn; the others are read from ``data_root``.
+    ipc : int, default=10
+        Images per class of the synthetic sets and of the random real baseline.
+    iterations : int, default=None
+        DM iterations; None uses the dataset's setting (500 for digits).
+    epochs : int, default=None
+        Training epochs of every network; None uses the dataset's setting (300 for digits).
+    seed : int, default=0
+        Seeds the splits, the distillers, the networks, the baseline subset and the masks.
+    output_dir : str or path-like, default="outputs/demo"
+        Created if needed; receives the figures, ``results.md``, ``results.json`` and
+        the synthetic sets (``.npz``).
+    quick : bool, default=False
+        Tiny settings to check that every step runs (a few seconds); meaningless numbers.
+    data_root : str or path-like, default=None
+        Folder of Fashion-MNIST / CIFAR-10. None means ``$DDCAL_DATA``, else
+        ``../shared/datasets`` from the working directory when it exists.
+    n_train : int, default=None
+        Size of the stratified subset of the training images to distil from; None uses
+        the dataset's setting (all of them for digits and on a GPU, 5,000 on a CPU).
+    mdt_mask_ratio : float in (0, 1), default=0.3
+        Mask ratio of the DM+MDT synthetic set.
+    n_threads : int, default=None
+        Torch CPU threads during the run (restored afterwards). None: 1 for digits,
+        whose 8x8 tensors are too small to gain from threads (and lose a lot when the
+        cores are shared), else every core available to the process.
+    verbose : bool, default=True
+        Print progress lines (step and duration) on stderr.
+
+    Returns
+    -------
+    results : dict
+        ``rows`` (one dict per training set and calibration: ``training_set``,
+        ``calibration``, ``mask_ratio``, ``temperature``, ``accuracy``, ``ece``,
+        ``nll``, ``brier``, ``confidence_minus_accuracy`` and their labels), ``table``
+        (the Markdown table), ``paths`` (the files written), ``settings``,
+        ``distillation`` (loss curves and timings), ``splits`` (sizes), ``device``,
+        ``hardware`` and ``timings``.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")
+    progress = _Progress(verbose)
+    device = resolve_device("auto")
+    on_gpu = device.type == "cuda"
+    settings = _settings(dataset, on_gpu=on_gpu, quick=quick, ipc=ipc, iterations=iterations, epochs=epochs,
+                         n_train=n_train, mdt_mask_ratio=mdt_mask_ratio)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if data_root is None and dataset != "digits":
+        data_root = _default_data_root()
+
+    previous_threads = torch.get_num_threads()
+    if n_threads is None:
+        n_threads = 1 if dataset == "digits" else _available_cores()
+    torch.set_num_threads(n_threads)
+    try:
+        return _run(dataset, settings, seed, output_dir, data_root, device, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(dataset, settings, seed, output_dir, data_root, device, progress):
+    timings = {}
+    t0 = time.perf_counter()
+    (X_train, y_train, X_cal, y_cal, X_test, y_test), bunch = _load_splits(dataset, settings, data_root, seed)
+    timings["load"] = time.perf_counter() - t0
+    splits = {"train": len(y_train), "calibration": len(y_cal), "test": len(y_test)}
+    progress(f"{dataset}: {splits['train']} training images to distil, {splits['calibration']} held-out real "
+             f"for calibration, {splits['test']} for testing; device {device} "
+             f"({timings['load']:.1f}s)")
+
+    ipc, depth, width = settings["ipc"], settings["depth"], settings["width"]
+    labels = dict(TRAINING_SETS, dm_mdt=f"{TRAINING_SETS['dm_mdt']} (r={settings['mdt_mask_ratio']:g})")
+    train_sets, distillers, distillation = {}, {}, {}
+    for key, mdt in (("dm", 0.0), ("dm_mdt", settings["mdt_mask_ratio"])):
+        t0 = time.perf_counter()
+        distiller = DatasetDistiller(
+            method="dm", ipc=ipc, mdt_mask_ratio=mdt, n_iterations=settings["iterations"],
+            batch_real=settings["batch_real"], net_params={"width": width, "depth": depth},
+            device="auto", random_state=seed,
+        ).fit(X_train, y_train)
+        elapsed = timings[f"distil_{key}"] = time.perf_counter() - t0
+        first, last = _loss_summary(distiller.loss_curve_)
+        distillers[key] = distiller
+        train_sets[key] = (distiller.X_synthetic_, distiller.y_synthetic_)
+        distillation[key] = {"mdt_mask_ratio": mdt, "seconds": elapsed, "loss_first_5pct": first,
+                             "loss_last_5pct": last, "loss_curve": distiller.loss_curve_.tolist()}
+        progress(f"distilled {labels[key]}: {settings['iterations']} iterations, matching loss "
+                 f"{first:.3g} -> {last:.3g} (mean of first/last 5%) ({elapsed:.1f}s)")
+    train_sets["random"] = _random_real_subset(X_train, y_train, ipc, seed)
+
+    rows, probas, nets = [], {}, {}
+    for key, (X_own, y_own) in train_sets.items():
+        t0 = time.perf_counter()
+        net = ConvNetClassifier(module__depth=depth, module__width=width, max_epochs=settings["epochs"],
+                                lr=settings["lr"], device="auto", random_state=seed).fit(X_own, y_own)
+        elapsed = timings[f"train_{key}"] = time.perf_counter() - t0
+        nets[key] = net
+        progress(f"trained ConvNet-{depth} (width {width}, {settings['epochs']} epochs) on "
+                 f"{labels[key]} ({len(y_own)} images) ({elapsed:.1f}s)")
+        t0 = time.perf_counter()
+        net_rows, probas[key] = _calibrate_and_score(key, labels[key], net, X_own, y_own, X_cal, y_cal,
+                                                     X_test, y_test, seed)
+        rows.extend(net_rows)
+        elapsed = timings[f"calibrate_{key}"] = time.perf_counter() - t0
+        progress(f"calibrated and scored {labels[key]}: accuracy {net_rows[0]['accuracy']:.3f}, ECE "
+                 + ", ".join(f"{r['calibration']} {r['ece']:.4f}" for r in net_rows) + f" ({elapsed:.1f}s)")
+
+    t0 = time.perf_counter()
+    paths = {}
+    stem = f"{dataset}_ipc{ipc}_seed{seed}"
+    for key, distiller in distillers.items():
+        paths[f"synthetic_{key}"] = distiller.save(
+            output_dir / f"{stem}_{key}.npz", mean=bunch.mean, std=bunch.std, dataset=dataset, seed=seed,
+            target_names=list(bunch.target_names), batch_real=settings["batch_real"],
+            net_params={"width": width, "depth": depth})
+    paths["synthetic_images"] = output_dir / "synthetic_images.png"
+    _save_synthetic_grid(paths["synthetic_images"],
+                         [(labels[k], *train_sets[k]) for k in ("dm", "dm_mdt")], bunch)
+    paths["reliability"] = output_dir / "reliability_dm.png"
+    _save_reliability(paths["reliability"], y_test, probas["dm"], nets["dm"].classes_,
+                      f"{dataset}, {labels['dm']}")
+
+    table = format_table(rows)
+    summary = _summary(rows, len(y_test))
+    header = (f"# ddcal-sklearn demo: {dataset}, {ipc} images per class, seed {seed}\n\n"
+              f"Training data: {labels['dm']} and {labels['dm_mdt']} synthetic sets "
+              f"({settings['iterations']} iterations), and {ipc} random real images per class. "
+              f"Calibration data: {len(y_cal)} held-out real images, or the training set itself. "
+              f"Test: {len(y_test)} real images. Hardware: {_hardware(device)}.\n")
+    if "Caveat:" in bunch.DESCR:  # the lossy CIFAR-10 JPEG copy: numbers are not comparable with papers
+        header += "\nCaveat: " + " ".join(bunch.DESCR.split("Caveat:", 1)[1].split("Licence:")[0].split()) + "\n"
+    paths["results_md"] = output_dir / "results.md"
+    paths["results_md"].write_text(f"{header}\n{table}\n\n{_LEGEND}\n\n{summary}\n")
+    timings["save"] = time.perf_counter() - t0
+    progress(f"saved synthetic sets, figures and tables to {output_dir} ({timings['save']:.1f}s)")
+
+    paths["results_json"] = output_dir / "results.json"
+    results = {
+        "dataset": dataset, "seed": seed, "settings": settings, "splits": splits, "device": str(device),
+        "hardware": _hardware(device), "distillation": distillation, "rows": rows, "table": table,
+        "summary": summary, "timings": timings, "paths": paths,
+    }
+    paths["results_json"].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    return results
+
+
+def main(argv=None):
+    """Command-line entry point (``python -m ddcal_sklearn.demo``, ``ddcal-demo``).
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments; None reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success (the console script passes it to ``sys.exit``; a returned object
+        would be printed and turned into exit status 1).
+    """
+    parser = argparse.ArgumentParser(
+        prog="ddcal-demo",
+        description="Distil a dataset with DM and DM+MDT, train ConvNets on the synthetic sets and on a random "
+                    "real subset, calibrate them (temperature scaling, Masked Temperature Scaling), and report "
+                    "accuracy and calibration on real test data.")
+    parser.add_argument("--dataset", choices=DATASETS, default="digits")
+    parser.add_argument("--ipc", type=int, default=10, help="images per class (default: 10)")
+    parser.add_argument("--iterations", type=int, default=None, help="DM iterations (default: per dataset)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: per dataset)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds splits, distillers, networks and masks (default: 0)")
+    parser.add_argument("--output-dir", default="outputs/demo", help="where to write results (default: %(default)s)")
+    parser.add_argument("--data-root", default=None,
+                        help=f"folder of Fashion-MNIST/CIFAR-10 (default: ${DATA_ENV}, else ../shared/datasets)")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help="stratified subset of the training images to distil (default: all for digits and "
+                             "on GPU, 5000 on CPU)")
+    parser.add_argument("--mdt-mask-ratio", type=float, default=MDT_MASK_RATIO,
+                        help="mask ratio of the DM+MDT set (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: 1 for digits, else all cores)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that every step runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+
+    results = run_demo(args.dataset, ipc=args.ipc, iterations=args.iterations, epochs=args.epochs,
+                       seed=args.seed, output_dir=args.output_dir, quick=args.quick, data_root=args.data_root,
+                       n_train=args.n_train, mdt_mask_ratio=args.mdt_mask_ratio, n_threads=args.threads,
+                       verbose=not args.quiet)
+    print(results["table"])
+    print()
+    print(_LEGEND)
+    print(results["summary"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
