@@ -141,7 +141,9 @@ def _check_inputs(y_true, y_prob, labels):
             f"sums to {float(row_sums[row])!r}."
         )
     proba = np.clip(proba, 0.0, 1.0)
-    return y_idx, proba / proba.sum(axis=1, keepdims=True)
+    if np.abs(row_sums - 1.0).max() > 1e-12:  # float32 rows; exact ones stay bit-identical
+        proba = proba / proba.sum(axis=1, keepdims=True)
+    return y_idx, proba
 
 
 def _bin_stats(values, targets, n_bins, strategy):
