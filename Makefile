@@ -22,6 +22,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_classifier.py
+	$(PY) benchmarks/bench_dm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
