@@ -97,12 +97,17 @@ class _MaskedTemperaturePair:
         return out
 
 
+def _held_out_logits(fitted, X, mask_ratios, rng):
+    """Logits of ``X`` masked at every ratio, and clean ones when a ratio must be chosen."""
+    clean = _logits(fitted, X) if len(mask_ratios) > 1 else None
+    masked = [_logits(fitted, mask_elements(X, r, random_state=rng)) for r in mask_ratios]
+    return clean, masked
+
+
 def _fit_fold(estimator, X, y, train, test, mask_ratios, seed, fit_params):
-    """Fit a clone on ``train``; logits of ``test``, clean and masked at every ratio."""
-    rng = np.random.default_rng(seed)
+    """Fit a clone on ``train``; held-out logits of ``test``."""
     fitted = clone(estimator).fit(X[train], y[train], **fit_params)
-    clean = _logits(fitted, X[test])
-    masked = [_logits(fitted, mask_elements(X[test], r, random_state=rng)) for r in mask_ratios]
+    clean, masked = _held_out_logits(fitted, X[test], mask_ratios, np.random.default_rng(seed))
     return fitted, test, clean, masked
 
 
@@ -266,8 +271,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         y_index = np.searchsorted(self.classes_, y)
 
         if frozen and not ensemble:
-            folds = [(estimator, np.arange(len(y)), _logits(estimator, X),
-                      [_logits(estimator, mask_elements(X, r, random_state=rng)) for r in mask_ratios])]
+            folds = [(estimator, np.arange(len(y)), *_held_out_logits(estimator, X, mask_ratios, rng))]
         else:
             cv = check_cv(self.cv, y, classifier=True)
             n_folds = cv.get_n_splits(X, y)

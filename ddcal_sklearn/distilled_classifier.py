@@ -11,9 +11,12 @@ from .distillation import DatasetDistiller
 
 
 def _final_has(method):
+    """available_if check: the estimator that will answer (or answers) has ``method``."""
     def check(self):
-        final = getattr(self, "final_estimator_", None) or self.calibrator or self.estimator or ConvNetClassifier()
-        return hasattr(final, method)
+        for candidate in (getattr(self, "final_estimator_", None), self.calibrator, self.estimator):
+            if candidate is not None:  # not `or`: a Pipeline's truth value is its length
+                return hasattr(candidate, method)
+        return hasattr(ConvNetClassifier, method)
     return check
 
 
