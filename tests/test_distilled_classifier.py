@@ -1,0 +1,85 @@
+"""Both doors to distillation under scikit-learn composition: imbalanced-learn and plain pipelines."""
+
+import pickle
+
+import numpy as np
+import pytest
+from imblearn.pipeline import Pipeline as ImbPipeline
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from ddcal_sklearn import (
+    ConvNetClassifier,
+    DatasetDistiller,
+    DistilledClassifier,
+    MaskedTemperatureCalibrator,
+    ece_scorer,
+)
+
+DISTILLER = dict(ipc=2, n_iterations=10, batch_real=16, net_params={"width": 16, "depth": 2}, random_state=0)
+NET = dict(max_epochs=30, lr=0.05, module__depth=2, module__width=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data(digits_split):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    return X_tr, y_tr, X_te, y_te
+
+
+def test_imblearn_pipeline_distils_during_fit_only(data):
+    X_tr, y_tr, X_te, y_te = data
+    pipe = ImbPipeline([("distil", DatasetDistiller(**DISTILLER)), ("net", ConvNetClassifier(**NET))])
+    pipe.fit(X_tr, y_tr)
+    # the net was trained on the 20 synthetic images, and predicts real ones
+    assert pipe.named_steps["distil"].X_synthetic_.shape[0] == 20
+    assert pipe.named_steps["net"].history[-1]["train_batch_count"] == 1
+    assert pipe.predict(X_te).shape == y_te.shape
+    assert (pipe.predict(X_te) == y_te).mean() > 0.5
+
+
+def test_distilled_classifier_trains_on_the_synthetic_set(data):
+    X_tr, y_tr, X_te, y_te = data
+    model = DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET)).fit(X_tr, y_tr)
+    direct = ConvNetClassifier(**NET).fit(model.distiller_.X_synthetic_, model.distiller_.y_synthetic_)
+    np.testing.assert_array_equal(model.predict_proba(X_te), direct.predict_proba(X_te))
+    assert model.decision_function(X_te).shape == (len(X_te), 10)
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict_proba(X_te), model.predict_proba(X_te))
+    assert clone(model).get_params()["distiller__ipc"] == 2
+
+
+def test_calibrator_is_fitted_on_the_synthetic_set(data):
+    X_tr, y_tr, X_te, _ = data
+    model = DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET),
+                                calibrator=MaskedTemperatureCalibrator(mask_ratio=0.5, random_state=0))
+    model.fit(X_tr, y_tr)
+    assert model.calibrator_.temperatures_.shape == (1,)
+    # calibration never changes the predicted class
+    np.testing.assert_array_equal(model.predict(X_te), model.estimator_.predict(X_te))
+    proba = model.predict_proba(X_te)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+
+
+def test_grid_search_over_both_mask_ratios_with_the_ece_scorer_in_parallel(data):
+    X_tr, y_tr, *_ = data
+    model = Pipeline([("model", DistilledClassifier(
+        DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET),
+        calibrator=MaskedTemperatureCalibrator(random_state=0)))])
+    grid = {"model__distiller__mdt_mask_ratio": [0.0, 0.3], "model__calibrator__mask_ratio": [0.0, 0.5]}
+    search = GridSearchCV(model, grid, scoring=ece_scorer, cv=StratifiedKFold(2), n_jobs=2)
+    search.fit(X_tr, y_tr)
+    assert len(search.cv_results_["params"]) == 4
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_params_.keys() == grid.keys()
+
+
+def test_grid_search_with_calibrator_outside_on_held_out_real_folds(data):
+    X_tr, y_tr, *_ = data
+    imb = ImbPipeline([("distil", DatasetDistiller(**DISTILLER)), ("net", ConvNetClassifier(**NET))])
+    model = MaskedTemperatureCalibrator(imb, cv=2, random_state=0)
+    grid = {"mask_ratio": [0.0, 0.3], "estimator__distil__mdt_mask_ratio": [0.0, 0.3]}
+    search = GridSearchCV(model, grid, scoring=ece_scorer, cv=2, n_jobs=2).fit(X_tr, y_tr)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_estimator_.temperatures_.shape == (2,)
