@@ -202,8 +202,13 @@ class DatasetDistiller(BaseEstimator):
 
     Parameters
     ----------
-    method : {"dm"}, default="dm"
-        Distillation method. ("dc", "dsa", "mtt" are planned and rejected for now.)
+    method : {"dm", "dc", "dsa", "mtt"}, default="dm"
+        Distillation method: "dm" distribution matching (below); "dc" / "dsa"
+        gradient matching without / with Siamese augmentation (Zhao et al. 2021;
+        Zhao & Bilen 2021; "dc" ignores ``augment``, "dsa" requires it; keys of
+        ``method_params`` in ``ddcal_sklearn._gradient_matching.GradientMatching``);
+        "mtt" trajectory matching (Cazenavette et al. 2022; ``method_params`` keys in
+        ``ddcal_sklearn._trajectory_matching.TrajectoryMatching``).
     ipc : int, default=10
         Synthetic images per class; at most the size of the smallest class.
     mdt_mask_ratio : float in [0, 1), default=0.0
@@ -211,7 +216,8 @@ class DatasetDistiller(BaseEstimator):
     n_iterations : int, default=1000
         Outer iterations (the DM paper uses 20,000 on CIFAR-10).
     lr_images : float, default=1.0
-        Learning rate of the synthetic images (DM's default).
+        Learning rate of the synthetic images (DM's default; the DC/DSA reference uses
+        0.1, MTT 1000 on CIFAR-10 with its own normalisation: set it per method).
     momentum : float, default=0.5
         SGD momentum of the synthetic images (DM's default).
     batch_real : int, default=256
