@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast test-experiments bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not experiment" $(PYTEST_ARGS)
+
+# CPU-heavy accuracy comparisons of DC/DSA/MTT against random real images (several minutes each)
+test-experiments: $(STAMP)
+	$(PY) -m pytest -m experiment -s $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_classifier.py

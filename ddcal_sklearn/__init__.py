@@ -29,6 +29,7 @@ from .metrics import (
 from .nets import MLP, ConvNet
 from .plotting import ReliabilityDisplay
 from .synthetic_set import load_synthetic_set, save_synthetic_set
+from .trajectories import ExpertTrajectories
 
 __version__ = "0.1.0.dev0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "DatasetDistiller",
     "DeviceBatchIterator",
     "DistilledClassifier",
+    "ExpertTrajectories",
     "MLP",
     "MaskedTemperatureCalibrator",
     "ReliabilityDisplay",

@@ -284,6 +284,7 @@ DISTILL = dict(n_iterations=30, lr_images=1.0, batch_real=16, net_params={"width
 
 
 @pytest.mark.slow
+@pytest.mark.experiment
 def test_dc_and_dsa_beat_random_real_images_on_fashion_mnist(data_root):
     from ddcal_sklearn import load_fashion_mnist
 

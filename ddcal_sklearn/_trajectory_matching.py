@@ -1,0 +1,385 @@
+"""Matching Training Trajectories (MTT), the ``method="mtt"`` strategy of ``DatasetDistiller``.
+
+Cazenavette et al., CVPR 2022, "Dataset Distillation by Matching Training Trajectories":
+a student network starts from an expert's parameters at epoch ``t``, takes ``N``
+SGD steps on the synthetic images with a learnable step size, and the images (and the
+step size) are moved so that the student lands close to the expert's parameters at
+epoch ``t + M``:
+
+    loss = ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2
+
+The gradient of this loss runs back through the ``N`` unrolled SGD steps. Storing the
+unrolled autograd graph costs memory proportional to ``N`` times one training step's
+activations (MTT's well-known bottleneck). :func:`matching_loss` computes the *same*
+gradient with recomputation instead: the forward unroll keeps no graph, only parameter
+vectors, and the backward pass walks the steps in reverse, rebuilding one step's graph
+at a time to take its vector-Jacobian products (Hessian-vector products included).
+"""
+
+import copy
+import math
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from torch.func import functional_call
+
+from .distillation import DistillationStrategy
+from .masking import mask_elements
+from .trajectories import ExpertTrajectories, _unflatten
+
+
+def _sgd_step(step_loss, theta, X, lr, i):
+    """``theta - lr * grad L_i(theta)`` with no graph kept (values only)."""
+    with torch.enable_grad():
+        theta = theta.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(step_loss(theta, X, i), theta)
+    with torch.no_grad():
+        return theta.detach() - lr * grad
+
+
+class _RecomputedUnroll(torch.autograd.Function):
+    """Normalised trajectory-matching loss whose backward recomputes the unroll step by step.
+
+    Forward: ``n_steps`` SGD steps without a graph, keeping the parameter vector at
+    every ``every``-th step. Backward: for each segment between two kept vectors,
+    last segment first, recompute the segment's vectors, then walk its steps in
+    reverse. For ``theta_{i+1} = theta_i - lr * g_i(theta_i, X)``, with
+    ``a = dloss/dtheta_{i+1}``:
+
+    - ``dloss/dlr += -<a, g_i>``
+    - ``dloss/dX += -lr * (dg_i/dX)^T a``
+    - ``dloss/dtheta_i = a - lr * H_i a`` (Hessian-vector product)
+
+    both products from one ``autograd.grad`` over the step's recomputed graph built
+    with ``create_graph=True``. Only one step's graph is alive at a time.
+    """
+
+    @staticmethod
+    def forward(ctx, X_syn, syn_lr, theta_start, theta_target, step_loss, n_steps, every):
+        X, lr = X_syn.detach(), syn_lr.detach()
+        theta = theta_start.detach()
+        kept = []
+        for i in range(n_steps):
+            if i % every == 0:
+                kept.append(theta)
+            theta = _sgd_step(step_loss, theta, X, lr, i)
+        diff = theta - theta_target
+        scale = (theta_start - theta_target).pow(2).sum()
+        ctx.save_for_backward(X_syn, syn_lr, diff, scale, *kept)
+        ctx.step_loss, ctx.n_steps, ctx.every = step_loss, n_steps, every
+        return diff.pow(2).sum() / scale
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        X_syn, syn_lr, diff, scale, *kept = ctx.saved_tensors
+        step_loss, n_steps, every = ctx.step_loss, ctx.n_steps, ctx.every
+        X, lr = X_syn.detach(), syn_lr.detach()
+        d_theta = diff * (2 * grad_loss / scale)
+        d_X = torch.zeros_like(X)
+        d_lr = torch.zeros_like(lr)
+        for segment in reversed(range(len(kept))):
+            first, stop = segment * every, min((segment + 1) * every, n_steps)
+            thetas = [kept[segment]]
+            for i in range(first, stop - 1):
+                thetas.append(_sgd_step(step_loss, thetas[-1], X, lr, i))
+            for i in reversed(range(first, stop)):
+                with torch.enable_grad():
+                    theta = thetas.pop().detach().requires_grad_(True)
+                    X_leaf = X.detach().requires_grad_(True)
+                    (grad,) = torch.autograd.grad(step_loss(theta, X_leaf, i), theta, create_graph=True)
+                    hvp, vjp_X = torch.autograd.grad(grad, (theta, X_leaf), grad_outputs=d_theta,
+                                                     allow_unused=True)
+                with torch.no_grad():
+                    d_lr -= (grad * d_theta).sum()
+                    if vjp_X is not None:
+                        d_X -= lr * vjp_X
+                    if hvp is not None:
+                        d_theta = d_theta - lr * hvp
+        return d_X, d_lr, None, None, None, None, None
+
+
+def matching_loss(step_loss, X_syn, syn_lr, theta_start, theta_target, n_steps, checkpointed=True):
+    """Normalised distance between a student after ``n_steps`` SGD steps and an expert target.
+
+    Parameters
+    ----------
+    step_loss : callable ``(theta, X_syn, i) -> scalar``
+        Training loss of unrolled step ``i`` at flat parameters ``theta``. It must be a
+        pure function of its arguments (its random draws fixed in advance), since the
+        memory-saving backward calls it again.
+    X_syn : Tensor
+        Synthetic inputs (requires grad).
+    syn_lr : Tensor, 0-d
+        Step size of the student's SGD (may require grad).
+    theta_start, theta_target : Tensor of shape (n_params,)
+        Expert parameters at the start and at the end of the matched segment.
+    n_steps : int
+    checkpointed : bool or int, default=True
+        False: back-propagate through the stored unrolled graph (memory grows with
+        ``n_steps`` times one step's activations). True: exact gradient by
+        recomputation, keeping every parameter vector of the unroll and nothing else
+        (one vector per step, no extra forward work). An int ``k``: keep one vector
+        every ``k`` steps and recompute the rest during the backward pass too
+        (``O((n_steps / k + k) * n_params)`` memory, one extra gradient evaluation per
+        step; ``k ~ sqrt(n_steps)`` minimises memory).
+
+    Returns
+    -------
+    loss : Tensor, 0-d
+        ``||theta_N - theta_target||^2 / ||theta_start - theta_target||^2``.
+
+    Examples
+    --------
+    A linear least-squares student: both backward passes give the same gradients.
+
+    >>> import torch
+    >>> from ddcal_sklearn._trajectory_matching import matching_loss
+    >>> w = torch.tensor([1.0, -2.0])
+    >>> def step_loss(theta, X, i):
+    ...     return ((X @ theta - X @ w) ** 2).mean()
+    >>> grads = []
+    >>> for checkpointed in (False, True):
+    ...     X = torch.eye(2, requires_grad=True)
+    ...     lr = torch.tensor(0.1, requires_grad=True)
+    ...     matching_loss(step_loss, X, lr, torch.zeros(2), w, 3, checkpointed).backward()
+    ...     grads.append((X.grad, lr.grad))
+    >>> all(torch.allclose(a, b) for a, b in zip(*grads))
+    True
+    """
+    if checkpointed is False:
+        theta = theta_start.detach().requires_grad_(True)
+        for i in range(n_steps):
+            (grad,) = torch.autograd.grad(step_loss(theta, X_syn, i), theta, create_graph=True)
+            theta = theta - syn_lr * grad
+        return (theta - theta_target).pow(2).sum() / (theta_start - theta_target).pow(2).sum()
+    every = 1 if checkpointed is True else int(checkpointed)
+    return _RecomputedUnroll.apply(X_syn, syn_lr, theta_start, theta_target, step_loss, n_steps, every)
+
+
+class _Plan:
+    """The random draws of one MTT iteration, fixed up front so a step can be recomputed exactly."""
+
+    __slots__ = ("expert", "start", "batches", "mask_seeds", "augment")
+
+    def __init__(self, expert, start, batches, mask_seeds, augment):
+        self.expert, self.start, self.batches = expert, start, batches
+        self.mask_seeds, self.augment = mask_seeds, augment
+
+
+def _check_int(params, name, low):
+    value = params[name]
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"method_params[{name!r}]={value!r} is not valid: use an int >= {low}.")
+
+
+class TrajectoryMatching(DistillationStrategy):
+    """MTT: match segments of expert training trajectories (Cazenavette et al., CVPR 2022).
+
+    Used by ``DatasetDistiller(method="mtt", method_params={...})``. Each iteration picks
+    an expert ``k`` and a start epoch ``t < max_start_epoch`` (CPU generator: no device
+    sync), starts a student at the expert's epoch-``t`` parameters, lets it take
+    ``syn_steps`` SGD steps with the learnable step size ``syn_lr`` on minibatches of
+    the synthetic images (masked by MDT, then augmented with independent DSA parameters
+    per image, fresh at every step), and returns
+    ``||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2`` with
+    ``M = expert_epochs``. The student is the distiller's network used functionally
+    (:func:`torch.func.functional_call` on a flat parameter vector), with the
+    synthetic labels in class-major order (``ipc`` per class).
+
+    ``method_params``:
+
+    - ``experts`` (None): an :class:`~ddcal_sklearn.trajectories.ExpertTrajectories`,
+      fitted (used as is; its network, classes and input shape must match the
+      distiller's) or not (a clone is fitted on the distiller's real data). None fits
+      one on the distiller's real data with ``n_experts`` experts of
+      ``max_start_epoch + expert_epochs`` epochs at learning rate ``lr_teacher``, the
+      distiller's ``net``, ``net_params``, ``augment`` and ``device``, seeded from its
+      ``random_state``. The experts used end up on the fitted distiller as ``experts_``.
+    - ``n_experts`` (5): experts to fit when ``experts`` is None.
+    - ``expert_epochs`` (2): ``M``, the expert epochs a student must cover.
+    - ``syn_steps`` (20): ``N``, the student's SGD steps per iteration.
+    - ``max_start_epoch`` (20): start epochs are drawn uniformly in ``[0, max_start_epoch)``.
+    - ``lr_teacher`` (0.01): initial student step size (and the experts' learning rate).
+    - ``lr_lr`` (1e-5): learning rate of the step size (SGD, momentum 0.5).
+    - ``batch_syn`` (None): synthetic images per student step; None uses all of them.
+      Minibatches walk through random permutations of the synthetic set.
+    - ``checkpointed`` (True): exact gradient by recomputation, memory one parameter
+      vector per step instead of the unrolled graph; an int ``k`` keeps one vector per
+      ``k`` steps; False back-propagates through the stored graph. See
+      :func:`matching_loss`.
+
+    The learned step size ends up on the fitted distiller as ``syn_lr_``: it is the
+    learning rate the synthetic set was made for.
+
+    The normalised loss gives small pixel gradients: MTT needs a much larger
+    ``lr_images`` than DM (hundreds to thousands; 300 to 3000 worked on Fashion-MNIST
+    here). The student can only cover what ``syn_steps``
+    steps of size ``syn_lr`` reach: a segment of ``expert_epochs`` epochs much longer
+    than that (experts with many small batches per epoch) makes the images distort
+    themselves to push the student further, which hurt accuracy in our digits runs.
+    """
+
+    defaults = {
+        "experts": None, "n_experts": 5, "expert_epochs": 2, "syn_steps": 20, "max_start_epoch": 20,
+        "lr_teacher": 0.01, "lr_lr": 1e-5, "batch_syn": None, "checkpointed": True,
+    }
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._check_params()
+        p = self.params
+        self.device = self.real.X.device
+        self.net.requires_grad_(False)  # the student runs functionally on flat vectors
+        named = list(self.net.named_parameters())
+        self._names = [name for name, _ in named]
+        self._shapes = [tuple(param.shape) for _, param in named]
+        self.experts = self._fitted_experts()
+        self._check_experts(self.experts)
+        last = p["max_start_epoch"] - 1 + p["expert_epochs"]
+        self.trajectories = torch.as_tensor(self.experts.trajectories_[:, :last + 1], device=self.device)
+        self.syn_lr = torch.tensor(float(p["lr_teacher"]), device=self.device, requires_grad=True)
+        self.y_syn = torch.arange(self.n_classes, device=self.device).repeat_interleave(self.ipc)
+        n_syn = self.n_classes * self.ipc
+        self.batch_syn = n_syn if p["batch_syn"] is None else min(int(p["batch_syn"]), n_syn)
+        if self.augment is not None:  # MTT's students see independent parameters per image
+            self.step_augment = copy.copy(self.augment)
+            self.step_augment.per_sample = True
+        else:
+            self.step_augment = None
+        self._mask_generator = torch.Generator(device=self.device)
+
+    # ------------------------------------------------------------------ set-up
+    def _check_params(self):
+        p = self.params
+        for name in ("n_experts", "expert_epochs", "syn_steps", "max_start_epoch"):
+            _check_int(p, name, 1)
+        for name, low_open in (("lr_teacher", True), ("lr_lr", False)):
+            value = p[name]
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (low_open and value == 0):
+                raise ValueError(
+                    f"method_params[{name!r}]={value!r} is not valid: use a finite float "
+                    f"{'> 0' if low_open else '>= 0'}."
+                )
+        if p["batch_syn"] is not None:
+            _check_int(p, "batch_syn", 1)
+        checkpointed = p["checkpointed"]
+        if not isinstance(checkpointed, (bool, numbers.Integral)) or (
+                not isinstance(checkpointed, bool) and checkpointed < 1):
+            raise ValueError(
+                f"method_params['checkpointed']={checkpointed!r} is not valid: use True, False or "
+                "an int >= 1 (keep one parameter vector every that many steps)."
+            )
+        if p["experts"] is not None and not isinstance(p["experts"], ExpertTrajectories):
+            raise TypeError(
+                f"method_params['experts'] must be an ExpertTrajectories or None, got "
+                f"{type(p['experts']).__name__}."
+            )
+
+    def _fitted_experts(self):
+        p = self.params
+        experts = p["experts"]
+        if experts is not None and hasattr(experts, "trajectories_"):
+            return experts
+        seed = int(torch.randint(2**62, (1,), generator=self.gen_cpu))
+        if experts is None:
+            experts = ExpertTrajectories(
+                n_experts=p["n_experts"], n_epochs=p["max_start_epoch"] + p["expert_epochs"],
+                lr=p["lr_teacher"], augment=self.d.augment, net=self.d.net, net_params=self.d.net_params,
+                device=self.d.device, random_state=seed, verbose=self.d.verbose,
+            )
+        else:
+            experts = clone(experts)
+            if experts.random_state is None:
+                experts.set_params(random_state=seed)
+        # the real data, class-sorted, with labels rebuilt from the class counts (one copy, once)
+        X = self.real.X.cpu().numpy()
+        y = np.repeat(self.d.classes_, self.real.counts.reshape(-1).cpu().numpy())
+        return experts.fit(X, y)
+
+    def _check_experts(self, experts):
+        p = self.params
+        if len(experts.classes_) != len(self.d.classes_) or not np.array_equal(experts.classes_, self.d.classes_):
+            raise ValueError(
+                f"method_params['experts'] was fitted on classes {experts.classes_.tolist()}, but y has "
+                f"classes {self.d.classes_.tolist()}."
+            )
+        if tuple(experts.input_shape_) != tuple(self.real.X.shape[1:]):
+            raise ValueError(
+                f"method_params['experts'] was fitted on inputs of shape {tuple(experts.input_shape_)}, "
+                f"but X has samples of shape {tuple(self.real.X.shape[1:])}."
+            )
+        shapes = [tuple(s) for s in experts.param_shapes_]
+        if experts.param_names_ != self._names or shapes != self._shapes:
+            raise ValueError(
+                "method_params['experts'] was fitted with a network whose parameters "
+                f"{list(zip(experts.param_names_, shapes))} differ from those of the distiller's network "
+                f"{list(zip(self._names, self._shapes))}; fit the experts with the distiller's net and "
+                f"net_params (net={self.d.net!r}, net_params={self.d.net_params!r})."
+            )
+        n_epochs = experts.trajectories_.shape[1] - 1
+        if p["max_start_epoch"] - 1 + p["expert_epochs"] > n_epochs:
+            raise ValueError(
+                f"method_params['max_start_epoch']={p['max_start_epoch']} with expert_epochs="
+                f"{p['expert_epochs']} needs trajectories of at least "
+                f"{p['max_start_epoch'] - 1 + p['expert_epochs']} epochs, but the experts have {n_epochs}: "
+                f"lower max_start_epoch to at most {n_epochs - p['expert_epochs'] + 1}."
+            )
+
+    def param_groups(self):
+        return [{"params": [self.syn_lr], "lr": self.params["lr_lr"], "momentum": 0.5}]
+
+    # ------------------------------------------------------------------ one iteration
+    def draw_plan(self):
+        """Every random draw of one iteration: expert, start epoch, minibatches, masks, augmentations."""
+        p = self.params
+        n_steps = p["syn_steps"]
+        expert = int(torch.randint(self.trajectories.shape[0], (1,), generator=self.gen_cpu))
+        start = int(torch.randint(p["max_start_epoch"], (1,), generator=self.gen_cpu))
+        n_syn, size = len(self.y_syn), self.batch_syn
+        chunks = [(offset, min(size, n_syn - offset)) for offset in range(0, n_syn, size)]
+        n_perms = -(-n_steps // len(chunks))
+        perms = torch.rand(n_perms, n_syn, generator=self.gen_device, device=self.device).argsort(1)
+        batches = [perms[i // len(chunks)].narrow(0, *chunks[i % len(chunks)]) for i in range(n_steps)]
+        mask_seeds = None
+        if self.d.mdt_mask_ratio > 0:
+            mask_seeds = torch.randint(2**62, (n_steps,), generator=self.gen_cpu).tolist()
+        augment = None
+        if self.step_augment is not None:
+            augment = [self.step_augment.sample(size_i, self.gen_cpu, device=self.device)
+                       for size_i in (chunks[i % len(chunks)][1] for i in range(n_steps))]
+        return _Plan(expert, start, batches, mask_seeds, augment)
+
+    def step_loss(self, plan):
+        """``(theta, X_syn, i) -> loss`` of student step ``i``: a pure function given ``plan``."""
+
+        def loss(theta, X_syn, i):
+            index = plan.batches[i]
+            x = X_syn[index]
+            if plan.mask_seeds is not None:  # MDT: a fresh mask per step, redrawn identically
+                self._mask_generator.manual_seed(plan.mask_seeds[i])
+                x = mask_elements(x, self.d.mdt_mask_ratio, random_state=self._mask_generator)
+            if plan.augment is not None:
+                x = self.step_augment(x, plan.augment[i])
+            logits = functional_call(self.net, _unflatten(theta, self._names, self._shapes), (x,))
+            return F.cross_entropy(logits, self.y_syn[index])
+
+        return loss
+
+    def endpoints(self, plan):
+        """Expert parameters at the start and at the end of the segment to match."""
+        trajectory = self.trajectories[plan.expert]
+        return trajectory[plan.start], trajectory[plan.start + self.params["expert_epochs"]]
+
+    def loss(self, X_syn):
+        plan = self.draw_plan()
+        start, target = self.endpoints(plan)
+        return matching_loss(self.step_loss(plan), X_syn, self.syn_lr, start, target,
+                             self.params["syn_steps"], checkpointed=self.params["checkpointed"])
+
+    def fitted_attributes(self):
+        return {"syn_lr_": float(self.syn_lr.detach()), "experts_": self.experts}

@@ -1,0 +1,530 @@
+"""``ExpertTrajectories``: parameter trajectories of networks trained on real data (for MTT).
+
+Matching Training Trajectories (Cazenavette et al., CVPR 2022, "Dataset Distillation
+by Matching Training Trajectories") needs *expert trajectories*: the parameters of
+networks trained on the real data, recorded at the end of every epoch. This module
+trains them once, stores them as flat parameter vectors, and saves and loads them
+without pickle, so the expensive part of MTT can be reused across distillations.
+"""
+
+import hashlib
+import inspect
+import json
+import numbers
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from ._utils import check_generator, draw_seed, resolve_device
+from .augment import SiameseAugment
+from .nets import MLP, ConvNet
+
+__all__ = ["ExpertTrajectories"]
+
+#: version of the .npz layout written by :meth:`ExpertTrajectories.save` and the checkpoints
+FORMAT_VERSION = 1
+
+# Networks that ``load`` may rebuild from their recorded name (nothing else is ever imported).
+_KNOWN_NETS = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in (ConvNet, MLP)}
+
+
+def _class_path(net_class):
+    return f"{net_class.__module__}.{net_class.__qualname__}"
+
+
+def _build_net(net, net_params, X, n_classes, device):
+    """The network a :class:`~ddcal_sklearn.DatasetDistiller` with ``net``/``net_params`` builds for ``X``.
+
+    Reuses ``DatasetDistiller._make_net`` so that experts and distillation students are the
+    same network by construction.
+    """
+    # TODO: call a module-level helper of distillation.py once DatasetDistiller._make_net is
+    # factored into one; for now a throwaway distiller carries the two parameters it reads.
+    from .distillation import DatasetDistiller
+
+    return DatasetDistiller(net=net, net_params=net_params)._make_net(X, n_classes, device)
+
+
+def _net_spec(net_class, net_params, X, n_classes):
+    """JSON description of the network: class path and its constructor arguments."""
+    accepted = set(inspect.signature(net_class).parameters)
+    inferred = {"in_channels": X.shape[1], "image_size": list(X.shape[2:]),
+                "n_features": int(np.prod(X.shape[1:])), "n_classes": n_classes}
+    params = {name: _jsonable(value) for name, value in (net_params or {}).items()}
+    for name in accepted & inferred.keys():
+        params.setdefault(name, _jsonable(inferred[name]))
+    return {"class": _class_path(net_class), "params": params}
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def flatten_parameters(module):
+    """The parameters of ``module`` as one flat vector, in ``named_parameters()`` order (detached)."""
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+
+def _train_expert(net, X, y, *, n_epochs, lr, momentum, weight_decay, batch_size, augment,
+                  generators, progress=None):
+    """Train ``net`` in place with plain SGD on device tensors; return its trajectory and losses.
+
+    The weights must already be initialised. Everything stays on the device: one
+    permutation per epoch from the device generator, augmentation parameters drawn on
+    the CPU generator (copied without a sync), losses accumulated as tensors.
+
+    Returns
+    -------
+    trajectory : Tensor of shape (n_epochs + 1, n_params)
+        Flat parameters at initialisation and after every epoch.
+    train_loss : Tensor of shape (n_epochs,)
+        Mean training loss of every epoch (on the augmented batches).
+    """
+    gen_device, gen_cpu = generators
+    device = X.device
+    n = len(X)
+    params = list(net.parameters())
+    trajectory = torch.empty(n_epochs + 1, sum(p.numel() for p in params), device=device)
+    train_loss = torch.zeros(n_epochs, device=device)
+    trajectory[0] = flatten_parameters(net)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    net.train()
+    for epoch in range(n_epochs):
+        order = torch.randperm(n, generator=gen_device, device=device)
+        loss_sum = torch.zeros((), device=device)
+        for start in range(0, n, batch_size):
+            index = order[start:start + batch_size]
+            xb = X[index]
+            if augment is not None:
+                xb = augment(xb, augment.sample(len(xb), gen_cpu, device=device))
+            loss = F.cross_entropy(net(xb), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+        trajectory[epoch + 1] = flatten_parameters(net)
+        train_loss[epoch] = loss_sum / n
+        if progress is not None:
+            progress.update(1)
+    return trajectory, train_loss
+
+
+def _write_npz(path, arrays, metadata):
+    """Write ``arrays`` and a JSON ``metadata`` entry to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    meta = dict(metadata, format_version=FORMAT_VERSION)
+    meta_json = json.dumps(_jsonable(meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, metadata=np.array(meta_json), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_npz(path, required, what):
+    """Arrays ``required`` and the metadata dict of ``path``, with clear errors; never unpickles."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in required}
+            meta = json.loads(str(archive["metadata"]))
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise ValueError(
+            f"{path} is not a readable {what} file (.npz with {', '.join(required)} and metadata): {exc}"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a readable {what} file: its metadata is not a JSON object.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format_version={version!r}; this ddcal-sklearn reads {what} files up to "
+            f"format_version={FORMAT_VERSION}. Upgrade ddcal-sklearn to read it."
+        )
+    return arrays, meta
+
+
+class ExpertTrajectories(BaseEstimator):
+    """Train expert networks on real data and record their parameters at every epoch.
+
+    The expert trajectories of Matching Training Trajectories (MTT; Cazenavette et al.,
+    CVPR 2022): ``fit(X, y)`` trains ``n_experts`` networks from independent random
+    initialisations with plain SGD (the paper's "buffer" step) and keeps, for each, the
+    flattened parameter vector at initialisation and after each of the ``n_epochs``
+    epochs. :class:`~ddcal_sklearn.DatasetDistiller` with ``method="mtt"`` then teaches
+    synthetic images to reproduce short segments of these trajectories; pass a fitted
+    instance as ``method_params={"experts": ...}`` to reuse them across distillations.
+
+    The network is built exactly as :class:`~ddcal_sklearn.DatasetDistiller` builds its
+    own from the same ``net``/``net_params`` (ConvNet for images, MLP for flat
+    features), so the parameter vectors line up with the distiller's student network.
+    Networks without batch statistics (the default instance normalisation) are assumed.
+
+    Parameters
+    ----------
+    n_experts : int, default=5
+        Number of independently initialised networks.
+    n_epochs : int, default=20
+        Training epochs of each expert; ``n_epochs + 1`` snapshots are kept.
+    lr : float, default=0.01
+        SGD learning rate (MTT's ``lr_teacher``).
+    momentum : float, default=0.0
+    weight_decay : float, default=0.0
+    batch_size : int, default=256
+    augment : {"dsa"} or None, default="dsa"
+        Differentiable Siamese augmentation of every real batch, with independent
+        parameters per image (as MTT's experts); None for flat features.
+    net : torch.nn.Module class or None, default=None
+        As in :class:`~ddcal_sklearn.DatasetDistiller`.
+    net_params : dict or None, default=None
+        As in :class:`~ddcal_sklearn.DatasetDistiller` (e.g. ``{"width": 128, "depth": 3}``).
+    checkpoint_dir : str, path-like or None, default=None
+        If given, every finished expert is written there (``expert_0000.npz``, ...),
+        and a later ``fit`` with the same data and parameters loads the finished
+        experts instead of training them again (resuming an interrupted fit). A file
+        written by a fit with other data or parameters is an error, never silently
+        reused or overwritten.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+    random_state : None, int, numpy Generator or RandomState, default=None
+        Source of every random draw. Expert ``k`` gets its own streams, drawn up front,
+        so resuming from a checkpoint gives the same trajectories as an uninterrupted fit.
+    verbose : int, default=0
+        1 shows a tqdm progress bar over epochs.
+
+    Attributes
+    ----------
+    trajectories_ : ndarray of shape (n_experts, n_epochs + 1, n_params), float32
+        Flat parameter vectors; ``trajectories_[k, e]`` is expert ``k`` after ``e`` epochs.
+    train_loss_ : ndarray of shape (n_experts, n_epochs), float32
+        Mean training cross-entropy of every epoch.
+    param_names_ : list of str
+        Parameter names in the order of the flat vector (``named_parameters()``).
+    param_shapes_ : list of tuple of int
+        Their shapes.
+    classes_ : ndarray of shape (n_classes,)
+        Labels, in the order of the network's outputs.
+    input_shape_ : tuple of int
+        Shape of one input sample.
+    net_spec_ : dict
+        ``{"class": "module.Class", "params": {...}}``: the network's class and every
+        constructor argument it received.
+    n_features_in_ : int
+    n_resumed_ : int
+        Experts loaded from ``checkpoint_dir`` rather than trained in the last ``fit``.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn import load_digits_images
+    >>> from ddcal_sklearn.trajectories import ExpertTrajectories
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> experts = ExpertTrajectories(n_experts=2, n_epochs=3, net_params={"width": 8, "depth": 2},
+    ...                              random_state=0).fit(X[:300], y[:300])
+    >>> experts.trajectories_.shape  # (experts, epochs + 1, parameters)
+    (2, 4, 1026)
+    >>> experts.param_names_[:2]
+    ['features.0.weight', 'features.0.bias']
+    """
+
+    _parameter_constraints = {
+        "n_experts": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "augment": [StrOptions({"dsa"}), None],
+        "net": [type, None],
+        "net_params": [dict, None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "device": [str, torch.device, None],
+        "random_state": ["random_state", np.random.Generator],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, n_experts=5, n_epochs=20, *, lr=0.01, momentum=0.0, weight_decay=0.0,
+                 batch_size=256, augment="dsa", net=None, net_params=None, checkpoint_dir=None,
+                 device="auto", random_state=None, verbose=0):
+        self.n_experts = n_experts
+        self.n_epochs = n_epochs
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.augment = augment
+        self.net = net
+        self.net_params = net_params
+        self.checkpoint_dir = checkpoint_dir
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    # ------------------------------------------------------------------ fitting
+    def _check_configuration(self, X, y):
+        device = resolve_device(self.device)
+        if X.ndim not in (2, 4):
+            raise ValueError(
+                f"X has shape {X.shape}: ExpertTrajectories needs images (n_samples, channels, "
+                "height, width) or flat features (n_samples, n_features)."
+            )
+        if X.ndim == 2 and self.augment is not None:
+            raise ValueError(
+                f"augment={self.augment!r} needs images (n_samples, channels, height, width), but X "
+                f"has shape {X.shape}; pass augment=None for flat features."
+            )
+        check_classification_targets(y)
+        if len(np.unique(y)) < 2:
+            raise ValueError(f"y has only one class ({y[0]!r}); experts need at least 2 classes.")
+        return device
+
+    def _fingerprint(self, X, y_index):
+        """Digest of everything that determines the trajectories (the data and the parameters)."""
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(y_index, dtype=np.int64).tobytes())
+        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else None
+        settings = {
+            "classes": _jsonable(self.classes_), "net": self.net_spec_,
+            "n_epochs": self.n_epochs, "lr": self.lr, "momentum": self.momentum,
+            "weight_decay": self.weight_decay, "batch_size": self.batch_size,
+            "augment": self.augment, "random_state": _jsonable(seed),
+        }
+        digest.update(json.dumps(_jsonable(settings), sort_keys=True).encode())
+        return digest.hexdigest()
+
+    def _checkpoint_path(self, k):
+        return Path(self.checkpoint_dir) / f"expert_{k:04d}.npz"
+
+    def _load_checkpoint(self, k, fingerprint, n_params):
+        path = self._checkpoint_path(k)
+        if not path.exists():
+            return None
+        arrays, meta = _read_npz(path, ("trajectory", "train_loss"), "expert checkpoint")
+        if meta.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} holds {path.name} from a fit with other "
+                "data or parameters; use another checkpoint_dir, or delete the old files to start over."
+            )
+        trajectory, train_loss = arrays["trajectory"], arrays["train_loss"]
+        if trajectory.shape != (self.n_epochs + 1, n_params) or train_loss.shape != (self.n_epochs,):
+            raise ValueError(f"{path} has arrays of unexpected shapes {trajectory.shape}, {train_loss.shape}.")
+        return trajectory.astype(np.float32, copy=False), train_loss.astype(np.float32, copy=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the experts on real ``X``, ``y`` and record their trajectories.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, channels, height, width) or (n_samples, n_features)
+            Real inputs, normalised as the distiller will see them.
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : ExpertTrajectories
+        """
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float32, np.float64))
+        device = self._check_configuration(X, y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        n_classes = len(self.classes_)
+        y_index = encoder.transform(y)
+        net = _build_net(self.net, self.net_params, X, n_classes, device)
+        net_class = type(net)
+        self.net_spec_ = _net_spec(net_class, self.net_params, X, n_classes)
+        self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        named = list(net.named_parameters())
+        self.param_names_ = [name for name, _ in named]
+        self.param_shapes_ = [tuple(int(s) for s in p.shape) for _, p in named]
+        n_params = sum(p.numel() for _, p in named)
+
+        # Every expert's streams are drawn up front: expert k is the same whether or not
+        # the experts before it were trained in this call or loaded from a checkpoint.
+        rng = check_generator(self.random_state)
+        seeds = [(draw_seed(rng), draw_seed(rng)) for _ in range(self.n_experts)]
+        fingerprint = self._fingerprint(X, y_index) if self.checkpoint_dir is not None else None
+
+        X_dev = torch.as_tensor(np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=device)
+        y_dev = torch.as_tensor(y_index, device=device)
+        augment = SiameseAugment(per_sample=True) if self.augment == "dsa" else None
+        trajectories = np.empty((self.n_experts, self.n_epochs + 1, n_params), dtype=np.float32)
+        train_loss = np.empty((self.n_experts, self.n_epochs), dtype=np.float32)
+        self.n_resumed_ = 0
+        progress = tqdm(total=self.n_experts * self.n_epochs, disable=not self.verbose, desc="experts")
+        from .distillation import reinitialize_
+
+        try:
+            for k, (seed_device, seed_cpu) in enumerate(seeds):
+                saved = self._load_checkpoint(k, fingerprint, n_params) if fingerprint else None
+                if saved is not None:
+                    trajectories[k], train_loss[k] = saved
+                    self.n_resumed_ += 1
+                    progress.update(self.n_epochs)
+                    continue
+                gen_device = torch.Generator(device=device).manual_seed(seed_device)
+                gen_cpu = torch.Generator().manual_seed(seed_cpu)
+                reinitialize_(net, gen_device)
+                trajectory, losses = _train_expert(
+                    net, X_dev, y_dev, n_epochs=self.n_epochs, lr=self.lr, momentum=self.momentum,
+                    weight_decay=self.weight_decay, batch_size=self.batch_size, augment=augment,
+                    generators=(gen_device, gen_cpu), progress=progress,
+                )
+                trajectories[k] = trajectory.cpu().numpy()  # one host sync per expert
+                train_loss[k] = losses.cpu().numpy()
+                if fingerprint is not None:
+                    _write_npz(self._checkpoint_path(k),
+                               {"trajectory": trajectories[k], "train_loss": train_loss[k]},
+                               {"fingerprint": fingerprint, "expert": k})
+        finally:
+            progress.close()
+        self.trajectories_ = trajectories
+        self.train_loss_ = train_loss
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write the fitted trajectories to ``path`` (.npz, no pickle), atomically.
+
+        Arrays (trajectories, training losses, classes) are stored as NumPy arrays and
+        everything else (parameters, parameter names and shapes, network description,
+        ``format_version``) as a JSON string, so :meth:`load` never needs pickle. The
+        file is written under a temporary name and renamed.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; ``.npz`` is appended if missing.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        check_is_fitted(self, "trajectories_")
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        classes = np.asarray(self.classes_)
+        if classes.dtype == object:
+            raise TypeError("classes_ must hold numbers or strings to be saved without pickle.")
+        params = self.get_params(deep=False)
+        params["net"] = None if self.net is None else _class_path(self.net)
+        params["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
+        if not isinstance(self.random_state, (numbers.Integral, type(None))):
+            params["random_state"] = None  # a generator object has no faithful JSON form
+        params["device"] = str(self.device) if self.device is not None else None
+        metadata = {
+            "kind": "ExpertTrajectories", "params": params,
+            "param_names": self.param_names_, "param_shapes": self.param_shapes_,
+            "input_shape": self.input_shape_, "net_spec": self.net_spec_,
+            "n_features_in": self.n_features_in_,
+        }
+        try:
+            json.dumps(_jsonable(metadata))
+        except TypeError as exc:
+            raise TypeError(f"net_params must be JSON-serialisable to be saved: {exc}") from exc
+        return _write_npz(path, {"trajectories": self.trajectories_, "train_loss": self.train_loss_,
+                                 "classes": classes}, metadata)
+
+    @classmethod
+    def load(cls, path, *, net=None):
+        """Read trajectories written by :meth:`save` (``allow_pickle=False``).
+
+        Parameters
+        ----------
+        path : str or path-like
+        net : torch.nn.Module class or None, default=None
+            The network class, needed only to ``fit`` the loaded estimator again when
+            it was not a ddcal-sklearn network (no class is ever imported from a file).
+
+        Returns
+        -------
+        experts : ExpertTrajectories
+            Fitted, with the saved parameters.
+
+        Raises
+        ------
+        ValueError
+            If the file is not an ExpertTrajectories file, is corrupted, or comes from a
+            newer format.
+        """
+        arrays, meta = _read_npz(path, ("trajectories", "train_loss", "classes"), "ExpertTrajectories")
+        try:
+            if meta.get("kind") != "ExpertTrajectories":
+                raise ValueError(f"its metadata kind is {meta.get('kind')!r}")
+            params = dict(meta["params"])
+            net_path = params.pop("net")
+            params["net"] = net if net is not None else _KNOWN_NETS.get(net_path)
+            experts = cls(**params)
+            shapes = [tuple(int(s) for s in shape) for shape in meta["param_shapes"]]
+            names = [str(name) for name in meta["param_names"]]
+            trajectories, train_loss = arrays["trajectories"], arrays["train_loss"]
+            n_params = sum(int(np.prod(shape)) for shape in shapes)
+            if (trajectories.ndim != 3 or trajectories.shape[2] != n_params or len(names) != len(shapes)
+                    or train_loss.shape != (trajectories.shape[0], trajectories.shape[1] - 1)):
+                raise ValueError(f"arrays of inconsistent shapes {trajectories.shape}, {train_loss.shape}")
+            experts.trajectories_ = trajectories.astype(np.float32, copy=False)
+            experts.train_loss_ = train_loss.astype(np.float32, copy=False)
+            experts.classes_ = arrays["classes"]
+            experts.param_names_ = names
+            experts.param_shapes_ = shapes
+            experts.input_shape_ = tuple(int(s) for s in meta["input_shape"])
+            experts.net_spec_ = meta["net_spec"]
+            experts.n_features_in_ = int(meta["n_features_in"])
+            experts.n_resumed_ = 0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path} is not a readable ExpertTrajectories file: {exc!s}") from exc
+        return experts
+
+    # ------------------------------------------------------------------ helpers
+    def unflatten(self, vector):
+        """Split one flat parameter vector into a ``{name: tensor}`` dict (views, differentiable).
+
+        Parameters
+        ----------
+        vector : Tensor of shape (n_params,)
+
+        Returns
+        -------
+        params : dict of str to Tensor
+            Ready for :func:`torch.func.functional_call`.
+        """
+        check_is_fitted(self, "param_shapes_")
+        return _unflatten(vector, self.param_names_, self.param_shapes_)
+
+
+def _unflatten(vector, names, shapes):
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    return {name: part.view(shape) for name, part, shape in zip(names, torch.split(vector, sizes), shapes)}
