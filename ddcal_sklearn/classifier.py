@@ -13,7 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._utils import check_generator, draw_seed, resolve_device
-from .nets import ConvNet
+from .nets import ConvNet, network_kwargs
 
 
 class DeviceTensorDataset(torch.utils.data.Dataset):
@@ -346,14 +346,7 @@ class ConvNetClassifier(NeuralNetClassifier):
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
         if prefix == "module":
-            inferred = {
-                "in_channels": self.input_shape_[0],
-                "image_size": self.input_shape_[1:],
-                "n_features": int(np.prod(self.input_shape_)),
-                "n_classes": len(self.classes_),
-            }
-            for name in self._module_init_args() & inferred.keys():
-                params.setdefault(name, inferred[name])
+            params = network_kwargs(self.module, self.input_shape_, len(self.classes_), params)
         return params
 
     def initialize_module(self):

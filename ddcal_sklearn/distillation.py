@@ -1,6 +1,5 @@
 """``DatasetDistiller``: learn a small synthetic image set from real data (a sampler)."""
 
-import inspect
 import json
 import math
 import numbers
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 from ._utils import check_generator, draw_seed, resolve_device
 from .augment import SiameseAugment
 from .masking import check_mask_ratio, mask_elements
-from .nets import MLP, ConvNet
+from .nets import MLP, ConvNet, network_kwargs
 
 _METHODS = ("dm", "dc", "dsa", "mtt")
 
@@ -64,6 +63,25 @@ class _ClassBatches:
         keys = keys.masked_fill(positions >= self.counts, 2.0)  # padding never wins
         picks = keys.topk(per_class, dim=1, largest=False).indices
         return self.X[(self.offsets + picks).reshape(-1)]
+
+
+def build_network(net, net_params, X, n_classes, device):
+    """The network a distiller (or expert trajectory) uses for ``X``: ``net`` or ConvNet/MLP by rank.
+
+    The constructor gets ``net_params`` plus the sizes the data determines
+    (:func:`~ddcal_sklearn.nets.network_kwargs`); weights come from a forked RNG, since
+    every user redraws them from its own generator.
+    """
+    net_class = net or (ConvNet if X.ndim == 4 else MLP)
+    params = network_kwargs(net_class, X.shape[1:], n_classes, net_params)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            module = net_class(**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"net={net_class.__name__} cannot be built with net_params={params}: {exc}") from exc
+    if not hasattr(module, "embed"):
+        raise TypeError(f"net={net_class.__name__} needs an `embed(x)` method returning features.")
+    return module.to(device)
 
 
 class DistillationStrategy:
@@ -254,6 +272,13 @@ class DatasetDistiller(BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
     loss_curve_ : ndarray of shape (n_iterations,)
         Matching loss at every iteration.
+    syn_lr_ : float
+        MTT only: the learned step size of the student (use it as the learning rate
+        when training on the synthetic set, as the MTT paper does).
+    experts_ : ExpertTrajectories
+        MTT only: the expert trajectories used (given, or fitted on ``X``); save them
+        with ``experts_.save(path)`` to reuse them. MTT needs ``lr_images`` in the
+        hundreds to thousands.
     n_features_in_ : int
 
     Examples
@@ -347,23 +372,6 @@ class DatasetDistiller(BaseEstimator):
             )
         return device, strategy_class
 
-    def _make_net(self, X, n_classes, device):
-        net_class = self.net or (ConvNet if X.ndim == 4 else MLP)
-        params = dict(self.net_params or {})
-        accepted = set(inspect.signature(net_class).parameters)
-        inferred = {"in_channels": X.shape[1], "image_size": tuple(X.shape[2:]),
-                    "n_features": int(np.prod(X.shape[1:])), "n_classes": n_classes}
-        for name in accepted & inferred.keys():
-            params.setdefault(name, inferred[name])
-        try:
-            with torch.random.fork_rng(devices=[]):  # weights are redrawn from our generator anyway
-                net = net_class(**params)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"net={net_class.__name__} cannot be built with net_params={params}: {exc}") from exc
-        if not hasattr(net, "embed"):
-            raise TypeError(f"net={net_class.__name__} needs an `embed(x)` method returning features.")
-        return net.to(device)
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Learn the synthetic set from real ``X``, ``y``.
@@ -388,7 +396,7 @@ class DatasetDistiller(BaseEstimator):
         rng = check_generator(self.random_state)
         gen_device = torch.Generator(device=device).manual_seed(draw_seed(rng))
         gen_cpu = torch.Generator().manual_seed(draw_seed(rng))  # discrete augmentation choices, no device sync
-        X_real = torch.as_tensor(X, dtype=torch.float32, device=device)
+        X_real = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
         y_real = torch.as_tensor(y_index, device=device)
         real = _ClassBatches(X_real, y_real, n_classes, gen_device)
 
@@ -398,7 +406,7 @@ class DatasetDistiller(BaseEstimator):
             X_syn = torch.randn((n_classes * self.ipc, *X.shape[1:]), generator=gen_device, device=device)
         X_syn.requires_grad_(True)
         augment = SiameseAugment() if self.augment == "dsa" else None
-        net = self._make_net(X, n_classes, device)
+        net = build_network(self.net, self.net_params, X, n_classes, device)
         strategy = strategy_class(self, real, net, augment, (gen_device, gen_cpu))
         optimizer = torch.optim.SGD([{"params": [X_syn]}, *strategy.param_groups()],
                                     lr=self.lr_images, momentum=self.momentum)

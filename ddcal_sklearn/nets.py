@@ -5,8 +5,10 @@ batch statistics by default, so they work with :func:`torch.func.functional_call
 (used by trajectory matching) and give per-sample outputs independent of the batch.
 """
 
+import inspect
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -156,3 +158,31 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.embed(x))
+
+
+def network_kwargs(net_class, input_shape, n_classes, params=None):
+    """Constructor arguments of ``net_class`` for data of ``input_shape`` and ``n_classes``.
+
+    ``params`` plus whatever the data determines (``in_channels``, ``image_size``,
+    ``n_features``, ``n_classes``) for the names the class's constructor takes;
+    explicit ``params`` win. Shared by the classifier, the distiller and the expert
+    trajectories, so all three build the same network for the same data.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.nets import ConvNet, MLP, network_kwargs
+    >>> network_kwargs(ConvNet, (1, 8, 8), 10, {"width": 16})
+    {'width': 16, 'in_channels': 1, 'image_size': (8, 8), 'n_classes': 10}
+    >>> network_kwargs(MLP, (1, 8, 8), 10)
+    {'n_features': 64, 'n_classes': 10}
+    """
+    kwargs = dict(params or {})
+    if not inspect.isclass(net_class):
+        return kwargs
+    accepted = inspect.signature(net_class).parameters
+    inferred = {"in_channels": input_shape[0], "image_size": tuple(input_shape[1:]),
+                "n_features": int(np.prod(input_shape)), "n_classes": n_classes}
+    for name, value in inferred.items():
+        if name in accepted:
+            kwargs.setdefault(name, value)
+    return kwargs

@@ -8,7 +8,6 @@ without pickle, so the expensive part of MTT can be reused across distillations.
 """
 
 import hashlib
-import inspect
 import json
 import numbers
 import os
@@ -27,7 +26,8 @@ from tqdm.auto import tqdm
 
 from ._utils import check_generator, draw_seed, resolve_device
 from .augment import SiameseAugment
-from .nets import MLP, ConvNet
+from .distillation import build_network
+from .nets import MLP, ConvNet, network_kwargs
 
 __all__ = ["ExpertTrajectories"]
 
@@ -42,28 +42,10 @@ def _class_path(net_class):
     return f"{net_class.__module__}.{net_class.__qualname__}"
 
 
-def _build_net(net, net_params, X, n_classes, device):
-    """The network a :class:`~ddcal_sklearn.DatasetDistiller` with ``net``/``net_params`` builds for ``X``.
-
-    Reuses ``DatasetDistiller._make_net`` so that experts and distillation students are the
-    same network by construction.
-    """
-    # TODO: call a module-level helper of distillation.py once DatasetDistiller._make_net is
-    # factored into one; for now a throwaway distiller carries the two parameters it reads.
-    from .distillation import DatasetDistiller
-
-    return DatasetDistiller(net=net, net_params=net_params)._make_net(X, n_classes, device)
-
-
 def _net_spec(net_class, net_params, X, n_classes):
     """JSON description of the network: class path and its constructor arguments."""
-    accepted = set(inspect.signature(net_class).parameters)
-    inferred = {"in_channels": X.shape[1], "image_size": list(X.shape[2:]),
-                "n_features": int(np.prod(X.shape[1:])), "n_classes": n_classes}
-    params = {name: _jsonable(value) for name, value in (net_params or {}).items()}
-    for name in accepted & inferred.keys():
-        params.setdefault(name, _jsonable(inferred[name]))
-    return {"class": _class_path(net_class), "params": params}
+    params = network_kwargs(net_class, X.shape[1:], n_classes, net_params)
+    return {"class": _class_path(net_class), "params": {name: _jsonable(v) for name, v in params.items()}}
 
 
 def _jsonable(value):
@@ -362,7 +344,7 @@ class ExpertTrajectories(BaseEstimator):
         self.classes_ = encoder.classes_
         n_classes = len(self.classes_)
         y_index = encoder.transform(y)
-        net = _build_net(self.net, self.net_params, X, n_classes, device)
+        net = build_network(self.net, self.net_params, X, n_classes, device)
         net_class = type(net)
         self.net_spec_ = _net_spec(net_class, self.net_params, X, n_classes)
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])

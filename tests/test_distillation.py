@@ -177,3 +177,12 @@ def test_dm_beats_random_real_images_on_fashion_mnist(data_root):
     dm, rand = res.mean(0)
     print(f"Fashion-MNIST (5,000 train images) ipc=10, 3 seeds: DM {dm:.3f} vs random {rand:.3f}")
     assert dm > rand + 0.02
+
+
+def test_non_contiguous_and_read_only_inputs_are_accepted(digits_images, distilled):
+    X, y = digits_images
+    X_ro = X.copy()
+    X_ro.setflags(write=False)
+    reversed_ = DatasetDistiller(**SMALL).fit(X_ro[::-1], y[::-1])
+    assert reversed_.X_synthetic_.shape == distilled.X_synthetic_.shape
+    assert np.all(np.isfinite(reversed_.X_synthetic_))

@@ -136,7 +136,8 @@ def test_corrupted_newer_or_foreign_files_give_clear_errors(experts, tmp_path, d
     np.savez(tmp_path / "newer.npz", metadata=np.array(json.dumps({**meta, "format_version": 99})), **arrays)
     with pytest.raises(ValueError, match="format_version=99"):
         ExpertTrajectories.load(tmp_path / "newer.npz")
-    np.savez(tmp_path / "cut.npz", metadata=np.array(json.dumps(meta)), **{**arrays, "trajectories": arrays["trajectories"][..., :-1]})
+    cut = {**arrays, "trajectories": arrays["trajectories"][..., :-1]}
+    np.savez(tmp_path / "cut.npz", metadata=np.array(json.dumps(meta)), **cut)
     with pytest.raises(ValueError, match="inconsistent shapes"):
         ExpertTrajectories.load(tmp_path / "cut.npz")
     synthetic = DatasetDistiller(ipc=1, n_iterations=0, net_params=NET, random_state=0).fit(*digits_small)
