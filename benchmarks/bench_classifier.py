@@ -13,11 +13,12 @@ Three implementations do the same work in this process:
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
+
+from _timing import timed
 
 from ddcal_sklearn import ConvNet, ConvNetClassifier, load_cifar10, load_digits_images
 
@@ -38,16 +39,6 @@ def plain_loop(X, y, epochs, net_params, device, batch_size=256):
             opt.step()
         sched.step()
     return net
-
-
-def timed(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main(argv=None):

@@ -9,10 +9,10 @@ loop over classes. Both run in this process on the same data, so the final line 
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import timed  # benchmarks/ is on sys.path when a script runs
 
 from ddcal_sklearn import ConvNet, DatasetDistiller, SiameseAugment, load_cifar10, load_digits_images
 
@@ -45,16 +45,6 @@ def reference_dm(X, y, ipc, iterations, batch_real, net_params, device, seed=0):
         loss.backward()
         opt.step()
     return X_syn.detach()
-
-
-def timed(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main(argv=None):
