@@ -16,11 +16,10 @@ import argparse
 
 import numpy as np
 import torch
+from _common import add_data_arguments, load_data, timed  # benchmarks/ is on sys.path when a script runs
 from skorch import NeuralNetClassifier
 
-from _timing import timed
-
-from ddcal_sklearn import ConvNet, ConvNetClassifier, load_cifar10, load_digits_images
+from ddcal_sklearn import ConvNet, ConvNetClassifier
 
 
 def plain_loop(X, y, epochs, net_params, device, batch_size=256):
@@ -43,19 +42,11 @@ def plain_loop(X, y, epochs, net_params, device, batch_size=256):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--device", default="cpu")
+    add_data_arguments(parser)
     parser.add_argument("--n-images", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=200)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if args.dataset == "digits":
-        X, y = load_digits_images(return_X_y=True)
-        net_params = {"width": 32, "depth": 2}
-    else:
-        X, y = load_cifar10(args.data_root, subset="test", return_X_y=True)
-        net_params = {"width": 128, "depth": 3}
+    X, y, net_params, device = load_data(args, subset="test")
     rng = np.random.default_rng(0)
     per_class = args.n_images // 10
     idx = np.concatenate([rng.choice(np.flatnonzero(y == k), per_class, replace=False) for k in range(10)])

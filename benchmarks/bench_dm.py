@@ -10,11 +10,10 @@ loop over classes. Both run in this process on the same data, so the final line 
 
 import argparse
 
-import numpy as np
 import torch
-from _timing import timed  # benchmarks/ is on sys.path when a script runs
+from _common import add_data_arguments, load_data, timed  # benchmarks/ is on sys.path when a script runs
 
-from ddcal_sklearn import ConvNet, DatasetDistiller, SiameseAugment, load_cifar10, load_digits_images
+from ddcal_sklearn import ConvNet, DatasetDistiller, SiameseAugment
 
 
 def reference_dm(X, y, ipc, iterations, batch_real, net_params, device, seed=0):
@@ -49,21 +48,13 @@ def reference_dm(X, y, ipc, iterations, batch_real, net_params, device, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--device", default="cpu")
+    add_data_arguments(parser)
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--batch-real", type=int, default=64)
     parser.add_argument("--mdt-mask-ratio", type=float, default=0.0)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if args.dataset == "digits":
-        X, y = load_digits_images(return_X_y=True)
-        net_params = {"width": 32, "depth": 2}
-    else:
-        X, y = load_cifar10(args.data_root, return_X_y=True)
-        net_params = {"width": 128, "depth": 3}
+    X, y, net_params, device = load_data(args)
 
     ours = DatasetDistiller(ipc=args.ipc, n_iterations=args.iterations, batch_real=args.batch_real,
                             mdt_mask_ratio=args.mdt_mask_ratio, net_params=net_params,
