@@ -4,12 +4,14 @@ scikit-learn-compatible tools to distil datasets, train skorch networks on them,
 calibrate those networks with Masked Temperature Scaling, and measure calibration.
 """
 
+from .analysis import max_logit_statistics, max_logits, summarize_max_logits
 from .augment import SiameseAugment
-from .calibration import MaskedTemperatureCalibrator, fit_temperature
+from .calibration import MaskedTemperatureCalibrator, fit_temperature, load_calibration
 from .classifier import ConvNetClassifier, DeviceBatchIterator
 from .datasets import load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
 from .distillation import DatasetDistiller
 from .distilled_classifier import DistilledClassifier
+from .losses import FocalLoss
 from .masking import mask_elements
 from .metrics import (
     adaptive_calibration_error,
@@ -27,7 +29,7 @@ from .metrics import (
     underconfidence_error,
 )
 from .nets import MLP, ConvNet
-from .plotting import ReliabilityDisplay
+from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
 from .synthetic_set import load_synthetic_set, save_synthetic_set
 from .trajectories import ExpertTrajectories
 
@@ -40,8 +42,11 @@ __all__ = [
     "DeviceBatchIterator",
     "DistilledClassifier",
     "ExpertTrajectories",
+    "FocalLoss",
     "MLP",
+    "MaskRatioCurveDisplay",
     "MaskedTemperatureCalibrator",
+    "MaxLogitDisplay",
     "ReliabilityDisplay",
     "SiameseAugment",
     "adaptive_calibration_error",
@@ -53,16 +58,20 @@ __all__ = [
     "ece_scorer",
     "expected_calibration_error",
     "fit_temperature",
+    "load_calibration",
     "load_cifar10",
     "load_digits_images",
     "load_fashion_mnist",
     "load_synthetic_set",
     "make_calibration_scorer",
     "mask_elements",
+    "max_logit_statistics",
+    "max_logits",
     "maximum_calibration_error",
     "mce_scorer",
     "overconfidence_error",
     "save_synthetic_set",
+    "summarize_max_logits",
     "underconfidence_error",
     "unnormalize",
 ]

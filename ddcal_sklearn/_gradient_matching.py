@@ -284,9 +284,23 @@ class GradientMatching(DistillationStrategy):
 
     def _reset_network(self):
         reinitialize_(self.net, self.gen_device)
-        self._net_optimizer = torch.optim.SGD(
-            self.net.parameters(), lr=self.params["lr_net"], momentum=self.params["momentum_net"]
-        )
+        self._net_optimizer = self._new_net_optimizer()
+
+    def _new_net_optimizer(self):
+        return torch.optim.SGD(self.net.parameters(), lr=self.params["lr_net"], momentum=self.params["momentum_net"])
+
+    def state_dict(self):
+        """The matching network, its optimiser and the position in the outer loop (for checkpoints)."""
+        optimizer = None if self._net_optimizer is None else self._net_optimizer.state_dict()
+        return {"step": self._step, "net": self.net.state_dict(), "net_optimizer": optimizer}
+
+    def load_state_dict(self, state):
+        self._step = int(state["step"])
+        self.net.load_state_dict(state["net"])
+        self._net_optimizer = None
+        if state["net_optimizer"] is not None:  # None: the network is drawn at the next loss
+            self._net_optimizer = self._new_net_optimizer()
+            self._net_optimizer.load_state_dict(state["net_optimizer"])
 
     def _synthetic_batch(self, X_syn):
         """``batch_syn`` synthetic images of every class (all of them by default), class-major."""

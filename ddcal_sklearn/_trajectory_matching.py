@@ -19,6 +19,7 @@ at a time to take its vector-Jacobian products (Hessian-vector products included
 import copy
 import math
 import numbers
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -199,6 +200,9 @@ class TrajectoryMatching(DistillationStrategy):
       ``max_start_epoch + expert_epochs`` epochs at learning rate ``lr_teacher``, the
       distiller's ``net``, ``net_params``, ``augment`` and ``device``, seeded from its
       ``random_state``. The experts used end up on the fitted distiller as ``experts_``.
+      With the distiller's ``checkpoint_dir`` set, experts it fits itself (from None, or
+      an unfitted instance without a ``checkpoint_dir`` of its own) are checkpointed
+      under ``<checkpoint_dir>/experts``, so a resumed fit does not train them again.
     - ``n_experts`` (5): experts to fit when ``experts`` is None.
     - ``expert_epochs`` (2): ``M``, the expert epochs a student must cover.
     - ``syn_steps`` (20): ``N``, the student's SGD steps per iteration.
@@ -296,6 +300,9 @@ class TrajectoryMatching(DistillationStrategy):
             experts = clone(experts)
             if experts.random_state is None:
                 experts.set_params(random_state=seed)
+        if self.d.checkpoint_dir is not None and experts.checkpoint_dir is None:
+            # a resumed distillation loads the finished experts instead of training them again
+            experts.set_params(checkpoint_dir=Path(self.d.checkpoint_dir) / "experts")
         # the real data, class-sorted, with labels rebuilt from the class counts (one copy, once)
         X = self.real.X.cpu().numpy()
         y = np.repeat(self.d.classes_, self.real.counts.reshape(-1).cpu().numpy())
@@ -383,3 +390,14 @@ class TrajectoryMatching(DistillationStrategy):
 
     def fitted_attributes(self):
         return {"syn_lr_": float(self.syn_lr.detach()), "experts_": self.experts}
+
+    def state_dict(self):
+        """The learned step size (its momentum lives in the distiller's optimiser state)."""
+        return {"syn_lr": self.syn_lr.detach().clone()}
+
+    def load_state_dict(self, state):
+        syn_lr = state["syn_lr"]
+        if not isinstance(syn_lr, torch.Tensor) or syn_lr.shape != self.syn_lr.shape:
+            raise ValueError(f"strategy state syn_lr={syn_lr!r} is not a 0-d tensor")
+        with torch.no_grad():  # in place: the optimiser holds this very tensor
+            self.syn_lr.copy_(syn_lr)

@@ -1,6 +1,9 @@
-"""Small private helpers shared by the estimators: devices and random streams."""
+"""Small private helpers shared by the estimators: devices, random streams and atomic files."""
 
 import numbers
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,3 +66,56 @@ def torch_generator(rng, device):
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(draw_seed(rng))
     return generator
+
+
+def atomic_write(path, write):
+    """Write ``path`` through ``write(file)`` so that it is always the old or the new file, whole.
+
+    The bytes go to a temporary file in the same directory, which is flushed and
+    fsync'ed before :func:`os.replace` renames it over ``path`` (atomic on POSIX and
+    Windows within one file system); the directory is then fsync'ed so the rename
+    itself survives a power cut. A process killed at any point (even SIGKILL) leaves
+    the previous ``path`` intact, plus at worst a stray ``<name>.*.tmp`` file. Any
+    exception removes the temporary file and propagates.
+
+    Parameters
+    ----------
+    path : str or path-like
+    write : callable ``(file) -> None``
+        Writes the content to a binary file object.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+    try:
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 would survive the rename
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows cannot open a directory; its rename is durable enough
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

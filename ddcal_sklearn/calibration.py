@@ -1,6 +1,8 @@
 """``MaskedTemperatureCalibrator``: Masked Temperature Scaling in the pattern of ``CalibratedClassifierCV``."""
 
+import json
 import numbers
+from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -11,17 +13,22 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, check_array
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import check_generator, draw_seed
+from ._utils import atomic_write, check_generator, draw_seed
+from ._validation import check_label_types
 from .masking import check_mask_ratio, mask_elements
 
 # Bounds on log(1/T), as in scikit-learn's temperature scaling, so that mask_ratio=0
 # reproduces CalibratedClassifierCV(method="temperature") exactly.
 _LOG_BETA_BOUNDS = (-10.0, 10.0)
+
+# The JSON files of MaskedTemperatureCalibrator.save_calibration / load_calibration.
+CALIBRATION_FORMAT = "ddcal_sklearn.MaskedTemperatureCalibrator"
+CALIBRATION_FORMAT_VERSION = 1
 
 
 def fit_temperature(logits, y):
@@ -42,6 +49,12 @@ def fit_temperature(logits, y):
     -------
     temperature : float
 
+    Raises
+    ------
+    ValueError
+        If ``logits`` is not a finite 2-D array with at least one row, or ``y`` is
+        not one integer column index in ``[0, n_classes)`` per row.
+
     Examples
     --------
     >>> import numpy as np
@@ -52,8 +65,17 @@ def fit_temperature(logits, y):
     >>> round(fit_temperature(3 * logits, y), 1)  # the data were drawn at temperature 1
     1.0
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(y, dtype=np.intp)
+    logits = check_array(logits, dtype=np.float64, input_name="logits")
+    y_raw = np.asarray(y)
+    if y_raw.shape != (len(logits),):
+        raise ValueError(f"y must have shape ({len(logits)},), one class index per row of logits, "
+                         f"got shape {y_raw.shape}.")
+    numeric = y_raw.dtype.kind in "biu" or (y_raw.dtype.kind == "f" and np.isfinite(y_raw).all())
+    y = y_raw.astype(np.intp) if numeric else None
+    bad = y_raw if y is None else y_raw[(y != y_raw) | (y < 0) | (y >= logits.shape[1])]
+    if bad.size:
+        raise ValueError(f"y must hold column indices of logits, integers in [0, {logits.shape[1]}); "
+                         f"got {y_raw.dtype} values such as {bad[:5].tolist()}.")
     true_logit = logits[np.arange(len(y)), y]
 
     def nll(log_beta):
@@ -65,8 +87,14 @@ def fit_temperature(logits, y):
     return float(np.exp(-result.x))
 
 
-def _logits(estimator, X):
-    """Logits of ``estimator`` on ``X``: its decision_function, else log predict_proba."""
+def _logits(estimator, X, feature_names=None):
+    """Logits of ``estimator`` on ``X``: its decision_function, else log predict_proba.
+
+    ``X`` gets back the column names of the calibrator's DataFrame input when the
+    estimator was fitted on named columns (see :func:`_with_feature_names`).
+    """
+    if feature_names is not None and hasattr(estimator, "feature_names_in_"):
+        X = _with_feature_names(X, feature_names)
     if hasattr(estimator, "decision_function"):
         scores = np.asarray(estimator.decision_function(X), dtype=np.float64)
     else:
@@ -91,23 +119,38 @@ class _MaskedTemperaturePair:
         self.temperature = temperature
         self.class_index = class_index  # columns of the calibrator's classes_ the estimator covers
 
-    def scaled_logits(self, X, n_classes):
+    def scaled_logits(self, X, n_classes, feature_names=None):
         out = np.full((len(X), n_classes), -np.inf)
-        out[:, self.class_index] = _logits(self.estimator, X) / self.temperature
+        out[:, self.class_index] = _logits(self.estimator, X, feature_names) / self.temperature
         return out
 
 
-def _held_out_logits(fitted, X, mask_ratios, rng):
+def _with_feature_names(X, feature_names):
+    """``X`` as a DataFrame with the calibrator's column names, for estimators that use names.
+
+    Masking needs a numeric array, so the calibrator validates X into one; but clones
+    it fits on a DataFrame must get one (as in ``CalibratedClassifierCV``), and an
+    estimator fitted on named columns (a ColumnTransformer selecting columns by
+    name, anything that checks ``feature_names_in_``) must still see the names.
+    """
+    if feature_names is None:
+        return X
+    import pandas as pd  # only reached for DataFrame input, so pandas is there
+
+    return pd.DataFrame(X, columns=feature_names)
+
+
+def _held_out_logits(fitted, X, mask_ratios, rng, feature_names=None):
     """Logits of ``X`` masked at every ratio, and clean ones when a ratio must be chosen."""
-    clean = _logits(fitted, X) if len(mask_ratios) > 1 else None
-    masked = [_logits(fitted, mask_elements(X, r, random_state=rng)) for r in mask_ratios]
+    clean = _logits(fitted, X, feature_names) if len(mask_ratios) > 1 else None
+    masked = [_logits(fitted, mask_elements(X, r, random_state=rng), feature_names) for r in mask_ratios]
     return clean, masked
 
 
-def _fit_fold(estimator, X, y, train, test, mask_ratios, seed, fit_params):
+def _fit_fold(estimator, X, y, train, test, mask_ratios, seed, fit_params, feature_names=None):
     """Fit a clone on ``train``; held-out logits of ``test``."""
-    fitted = clone(estimator).fit(X[train], y[train], **fit_params)
-    clean, masked = _held_out_logits(fitted, X[test], mask_ratios, np.random.default_rng(seed))
+    fitted = clone(estimator).fit(_with_feature_names(X[train], feature_names), y[train], **fit_params)
+    clean, masked = _held_out_logits(fitted, X[test], mask_ratios, np.random.default_rng(seed), feature_names)
     return fitted, test, clean, masked
 
 
@@ -251,7 +294,9 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         """
         mask_ratios = self._mask_ratios()
         estimator = self._get_estimator()
+        check_label_types(y)  # before NumPy turns [0, "a"] into strings
         X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric")
+        names = getattr(self, "feature_names_in_", None)  # set by validate_data for a DataFrame
         check_classification_targets(y)
         rng = check_generator(self.random_state)
 
@@ -271,7 +316,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         y_index = np.searchsorted(self.classes_, y)
 
         if frozen and not ensemble:
-            folds = [(estimator, np.arange(len(y)), *_held_out_logits(estimator, X, mask_ratios, rng))]
+            folds = [(estimator, np.arange(len(y)), *_held_out_logits(estimator, X, mask_ratios, rng, names))]
         else:
             cv = check_cv(self.cv, y, classifier=True)
             n_folds = cv.get_n_splits(X, y)
@@ -284,7 +329,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             splits = list(cv.split(X, y))
             seeds = [draw_seed(rng) for _ in splits]
             folds = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_fold)(estimator, X, y, train, test, mask_ratios, seed, fit_params)
+                delayed(_fit_fold)(estimator, X, y, train, test, mask_ratios, seed, fit_params, names)
                 for (train, test), seed in zip(splits, seeds)
             )
 
@@ -306,7 +351,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         else:
             all_test = np.concatenate([test for _, test, _, _ in folds])
             temperature = fit_temperature(np.concatenate([f[3][choice] for f in folds]), y_index[all_test])
-            final = estimator if frozen else clone(estimator).fit(X, y, **fit_params)
+            final = estimator if frozen else clone(estimator).fit(_with_feature_names(X, names), y, **fit_params)
             pairs = [(final, temperature)]
         self.calibrated_classifiers_ = [
             _MaskedTemperaturePair(est, t, np.searchsorted(self.classes_, est.classes_))
@@ -356,7 +401,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         n_classes = len(self.classes_)
         proba = np.zeros((len(X), n_classes))
         for pair in self.calibrated_classifiers_:
-            scaled = pair.scaled_logits(X, n_classes)
+            scaled = pair.scaled_logits(X, n_classes, getattr(self, "feature_names_in_", None))
             proba += np.exp(scaled - logsumexp(scaled, axis=1, keepdims=True))
         return proba / len(self.calibrated_classifiers_)
 
@@ -373,7 +418,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         """
         if len(getattr(self, "calibrated_classifiers_", ())) == 1:
             X = self._check_predict_input(X)
-            scores = self.calibrated_classifiers_[0].scaled_logits(X, len(self.classes_))
+            scores = self.calibrated_classifiers_[0].scaled_logits(
+                X, len(self.classes_), getattr(self, "feature_names_in_", None))
         else:
             scores = np.log(np.clip(self.predict_proba(X), np.finfo(np.float64).tiny, None))
         if len(self.classes_) == 2:
@@ -394,7 +440,281 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         indices = np.argmax(self.predict_proba(X), axis=1)  # checks fitted before classes_ is read
         return self.classes_[indices]
 
+    def save_calibration(self, path):
+        """Write the fitted calibration to ``path`` as JSON, without pickle, atomically.
+
+        Only the calibration is saved: the temperatures, the mask ratio used (and the
+        held-out losses of the candidates, if several were given), the classes, the
+        input size and the parameters. The estimator is *not* saved: save it by its
+        own means (e.g. ``ConvNetClassifier.save_params``, which writes torch weights
+        that ``load_params`` reads back with ``weights_only=True``) and pass it to
+        :func:`load_calibration`. This is why only a calibrator of a
+        :class:`~sklearn.frozen.FrozenEstimator` can be saved this way; one that
+        fitted clones of its estimator in cross-validation holds those clones as
+        state, which only pickle or joblib can save.
+
+        Parameters that are not JSON values (a cross-validation splitter, a
+        Generator ``random_state``) are stored as null, listed under
+        ``"unsaved_params"``, and come back at their defaults; they only matter for
+        refitting.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file (``.json`` by convention). Written to a temporary file
+            and renamed, so an interrupted save never leaves a half file.
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        Raises
+        ------
+        NotFittedError
+            If the calibrator is not fitted.
+        ValueError
+            If the calibrator does not wrap a ``FrozenEstimator`` (use
+            ``joblib.dump`` then, and load such files only from sources you trust).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn.frozen import FrozenEstimator
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from ddcal_sklearn import MaskedTemperatureCalibrator, load_calibration
+        >>> X, y = load_digits(return_X_y=True)
+        >>> X = X / 16
+        >>> clf = LogisticRegression(max_iter=1000).fit(X[:500], y[:500])
+        >>> mts = MaskedTemperatureCalibrator(FrozenEstimator(clf), mask_ratio=0.2, random_state=0)
+        >>> mts = mts.fit(X[500:1000], y[500:1000])
+        >>> path = mts.save_calibration(os.path.join(tempfile.mkdtemp(), "mts.json"))
+        >>> restored = load_calibration(path, clf)  # clf restored by its own means
+        >>> bool((restored.predict_proba(X[1000:]) == mts.predict_proba(X[1000:])).all())
+        True
+        """
+        from . import __version__
+
+        check_is_fitted(self)
+        frozen = self.estimator
+        if not isinstance(frozen, FrozenEstimator) or any(
+                pair.estimator is not frozen for pair in self.calibrated_classifiers_):
+            raise ValueError(
+                "save_calibration saves temperatures, not estimators, so it needs a calibrator of a "
+                f"FrozenEstimator whose estimator you save separately; this one (estimator="
+                f"{type(self.estimator).__name__}, cv={self.cv!r}, ensemble={self.ensemble!r}) holds "
+                f"{len(self.calibrated_classifiers_)} estimator(s) it fitted itself, which only "
+                "pickle or joblib can save: joblib.dump(calibrator, path), and load such files "
+                "only from sources you trust."
+            )
+        params, unsaved = {}, []
+        for name, value in self.get_params(deep=False).items():
+            if name == "estimator":
+                continue
+            value = _json_value(value)
+            if value is _NOT_JSON:
+                value = None
+                unsaved.append(name)
+            params[name] = value
+        losses = self.mask_ratio_losses_
+        inner = frozen.estimator
+        state = {
+            "format": CALIBRATION_FORMAT,
+            "format_version": CALIBRATION_FORMAT_VERSION,
+            "ddcal_sklearn_version": __version__,
+            "estimator_class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+            "params": params,
+            "unsaved_params": unsaved,
+            "classes": np.asarray(self.classes_).tolist(),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (np.asarray(self.feature_names_in_).tolist()
+                                 if hasattr(self, "feature_names_in_") else None),
+            "temperatures": [float(t) for t in self.temperatures_],
+            "mask_ratio": float(self.mask_ratio_),
+            "mask_ratio_losses": None if losses is None else {
+                "mask_ratios": np.asarray(losses.mask_ratios, dtype=np.float64).tolist(),
+                "losses": np.asarray(losses.losses, dtype=np.float64).tolist(),
+            },
+        }
+        try:
+            text = json.dumps(state, indent=2, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # classes of another type, non-finite losses
+            raise ValueError(f"The calibration cannot be written as JSON: {exc}") from exc
+        return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+_NOT_JSON = object()
+
+
+def _json_value(value):
+    """``value`` as plain JSON data, or ``_NOT_JSON``."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return _NOT_JSON
+    return value
+
+
+def _read_calibration_state(path):
+    """The validated JSON state of a saved calibration; ValueError for anything else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable calibration file: {exc}") from exc
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not a saved calibration (invalid JSON: {exc}).") from exc
+    if not isinstance(state, dict) or state.get("format") != CALIBRATION_FORMAT:
+        raise ValueError(
+            f"{path} is not a saved calibration: it lacks \"format\": \"{CALIBRATION_FORMAT}\" "
+            "(files written by MaskedTemperatureCalibrator.save_calibration have it)."
+        )
+    version = state.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path} is a corrupted calibration file: format_version={version!r} is not "
+                         "a positive integer.")
+    if version > CALIBRATION_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format_version={version}; this ddcal-sklearn reads calibration files up to "
+            f"format_version={CALIBRATION_FORMAT_VERSION}. Upgrade ddcal-sklearn to read it."
+        )
+    try:
+        classes = state["classes"]
+        if not isinstance(classes, list) or len(classes) < 2 or len(set(map(repr, classes))) != len(classes):
+            raise ValueError(f"classes must be a list of at least 2 distinct labels, got {classes!r}")
+        temperatures = np.asarray(state["temperatures"], dtype=np.float64)
+        if temperatures.ndim != 1 or temperatures.size == 0 or not np.all(np.isfinite(temperatures)) \
+                or not np.all(temperatures > 0):
+            raise ValueError(f"temperatures must be a non-empty list of positive numbers, got "
+                             f"{state['temperatures']!r}")
+        mask_ratio = check_mask_ratio(state["mask_ratio"])
+        n_features = state["n_features_in"]
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"n_features_in must be a positive integer, got {n_features!r}")
+        names = state["feature_names_in"]
+        if names is not None and (not isinstance(names, list) or len(names) != n_features
+                                  or not all(isinstance(name, str) for name in names)):
+            raise ValueError(f"feature_names_in must be null or {n_features} strings, got {names!r}")
+        losses = state["mask_ratio_losses"]
+        if losses is not None:
+            losses = Bunch(mask_ratios=np.asarray(losses["mask_ratios"], dtype=np.float64),
+                           losses=np.asarray(losses["losses"], dtype=np.float64))
+            if losses.mask_ratios.ndim != 1 or losses.mask_ratios.shape != losses.losses.shape:
+                raise ValueError("mask_ratio_losses must hold mask_ratios and losses of equal length")
+        params = state["params"]
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be a JSON object, got {params!r}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is a corrupted calibration file: {exc}") from exc
+    return Bunch(classes=classes, temperatures=temperatures, mask_ratio=mask_ratio, n_features_in=n_features,
+                 feature_names_in=names, mask_ratio_losses=losses, params=params,
+                 unsaved_params=state.get("unsaved_params", []))
+
+
+def load_calibration(path, estimator):
+    """Rebuild a fitted :class:`MaskedTemperatureCalibrator` from a calibration file and its estimator.
+
+    Reads a file written by :meth:`MaskedTemperatureCalibrator.save_calibration`
+    (JSON: no pickle, no code runs) and wraps ``estimator``, the fitted classifier
+    the calibration was made for and that you restored by its own means, in a
+    :class:`~sklearn.frozen.FrozenEstimator`. The result predicts exactly as the
+    saved calibrator did.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by ``save_calibration``.
+    estimator : fitted classifier or FrozenEstimator of one
+        Must have the classes the calibration was fitted for (same labels, same
+        order) and, when it records it, the same ``n_features_in_``.
+
+    Returns
+    -------
+    calibrator : MaskedTemperatureCalibrator
+        Fitted: ``temperatures_``, ``mask_ratio_``, ``mask_ratio_losses_``,
+        ``classes_``, ``n_features_in_`` (and ``feature_names_in_``) as saved.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a saved calibration, is corrupted, comes from a newer
+        format version, or does not match ``estimator``.
+    NotFittedError
+        If ``estimator`` is not fitted.
+
+    Examples
+    --------
+    Restoring a network with skorch's ``load_params`` (torch weights read with
+    ``weights_only=True``) and its calibration from JSON:
+
+    >>> import os, tempfile
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> from ddcal_sklearn import (ConvNetClassifier, MaskedTemperatureCalibrator,
+    ...                            load_calibration, load_digits_images)
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> params = dict(module__width=8, module__depth=1, device="cpu", random_state=0)
+    >>> net = ConvNetClassifier(max_epochs=5, **params).fit(X[:500], y[:500])
+    >>> mts = MaskedTemperatureCalibrator(FrozenEstimator(net), random_state=0).fit(X[500:900], y[500:900])
+    >>> folder = tempfile.mkdtemp()
+    >>> net.save_params(f_params=os.path.join(folder, "net.pt"))
+    >>> path = mts.save_calibration(os.path.join(folder, "mts.json"))
+    >>> # later: build the same network for the same data (no training), load its weights
+    >>> net2 = ConvNetClassifier(max_epochs=0, **params).fit(X[:500], y[:500])
+    >>> net2.load_params(f_params=os.path.join(folder, "net.pt"))
+    >>> restored = load_calibration(path, net2)
+    >>> bool((restored.predict_proba(X[900:]) == mts.predict_proba(X[900:])).all())
+    True
+    """
+    path = Path(path)
+    state = _read_calibration_state(path)
+    frozen = estimator if isinstance(estimator, FrozenEstimator) else FrozenEstimator(estimator)
+    inner = frozen.estimator
+    check_is_fitted(inner)
+    if not (hasattr(inner, "decision_function") or hasattr(inner, "predict_proba")):
+        raise TypeError(f"estimator={inner!r} has neither decision_function nor predict_proba.")
+    estimator_classes = np.asarray(inner.classes_)
+    if estimator_classes.tolist() != state.classes:
+        raise ValueError(
+            f"estimator has classes_ {estimator_classes.tolist()}, but the calibration in {path} was fitted "
+            f"for classes {state.classes}: pass the estimator the calibration was made for."
+        )
+    n_features = getattr(inner, "n_features_in_", None)
+    if n_features is not None and n_features != state.n_features_in:
+        raise ValueError(
+            f"estimator has n_features_in_={n_features}, but the calibration in {path} was fitted on inputs "
+            f"with {state.n_features_in} features (channels for images)."
+        )
+    calibrator = MaskedTemperatureCalibrator(frozen)
+    known = calibrator.get_params(deep=False)
+    params = {name: value for name, value in state.params.items()
+              if name in known and name != "estimator" and name not in state.unsaved_params}
+    try:
+        calibrator.set_params(**params)
+        calibrator._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is a corrupted calibration file: {exc}") from exc
+    calibrator.classes_ = estimator_classes
+    calibrator.n_features_in_ = state.n_features_in
+    if state.feature_names_in is not None:
+        calibrator.feature_names_in_ = np.asarray(state.feature_names_in, dtype=object)
+    calibrator.mask_ratio_ = state.mask_ratio
+    calibrator.mask_ratio_losses_ = state.mask_ratio_losses
+    calibrator.temperatures_ = state.temperatures
+    calibrator.calibrated_classifiers_ = [
+        _MaskedTemperaturePair(frozen, float(t), np.arange(len(estimator_classes))) for t in state.temperatures
+    ]
+    return calibrator

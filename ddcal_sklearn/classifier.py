@@ -1,18 +1,32 @@
 """``ConvNetClassifier``: a skorch ``NeuralNetClassifier`` with the distillation literature's protocol."""
 
+import contextlib
+import functools
+import hashlib
 import inspect
+import json
+import numbers
+import os
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, LRScheduler, PassthroughScoring, PrintLog
-from skorch.utils import is_dataset, to_numpy
+from skorch.dataset import unpack_data
+from skorch.history import History
+from skorch.utils import is_dataset, to_device, to_numpy, to_tensor
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import check_generator, draw_seed, resolve_device
+from ._checkpoint import describe, read_checkpoint, to_cpu
+from ._utils import atomic_write, check_generator, draw_seed, resolve_device
+from ._validation import check_label_types
+from .losses import FocalLoss
 from .nets import ConvNet, network_kwargs
 
 
@@ -60,12 +74,15 @@ def _dataset_tensors(dataset):
 
 
 class DeviceBatchIterator:
-    """Mini-batches sliced from tensors that already live on the device.
+    """Mini-batches sliced from tensors, without per-sample Python calls.
 
     A drop-in for ``torch.utils.data.DataLoader`` in skorch's ``iterator_train`` /
-    ``iterator_valid``: no per-sample ``__getitem__``, no collation and no host copy,
-    so an epoch over a distilled set of a few hundred images costs a handful of
-    kernel launches rather than thousands of Python calls.
+    ``iterator_valid``: no per-sample ``__getitem__``, no collation and no copy, so an
+    epoch over a distilled set of a few hundred images costs a handful of kernel
+    launches rather than thousands of Python calls. Each batch is a view of the
+    dataset's tensors, on whatever device they live: :class:`ConvNetClassifier` keeps
+    training data on the device, and inference data on the host (each batch is moved
+    to the device only when the network runs on it).
 
     Parameters
     ----------
@@ -164,6 +181,84 @@ class _RequestedDevice:
         obj.__dict__["device"] = value
 
 
+#: layout of the checkpoint files written by ``ConvNetClassifier(checkpoint_dir=...)``
+CHECKPOINT_FORMAT_VERSION = 1
+_CHECKPOINT_NAME = "classifier.pt"
+_CHECKPOINT_KIND = "ddcal_sklearn.ConvNetClassifier checkpoint"
+#: parameters that do not change the trained network, so a fit may resume with other values
+_NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every")
+_CHECKPOINT_KEYS = {
+    "fingerprint": str, "epoch": int, "modules": dict, "criteria": dict, "optimizers": dict,
+    "callbacks": dict, "history": str, "random_state": str, "mixup_random_state": str, "generators": dict,
+}
+#: attributes that live only while fit runs (CUDA generators among them): never pickled
+_TRANSIENT = ("_shuffle_generator", "_mixup_generator", "_mixup_rng", "_checkpoint_run")
+
+
+class _OutOfMemoryAdvice(torch.OutOfMemoryError):
+    """A device out-of-memory error that already names the parameters to lower."""
+
+
+class _CheckpointRun:
+    """Where one ``fit`` writes its checkpoints, and the state it resumes from (or None)."""
+
+    def __init__(self, path, fingerprint, state):
+        self.path = path
+        self.fingerprint = fingerprint
+        self.state = state
+        self.streams_restored = False
+
+
+def _accepts_argument(factory, name):
+    """Whether the class (or the class of the instance) ``factory`` takes keyword ``name``."""
+    cls = factory if inspect.isclass(factory) else type(factory)
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+_NOT_PLAIN = object()
+
+
+def _plain(value):
+    """``value`` if ``torch.load(weights_only=True)`` reads it back as it is, else ``_NOT_PLAIN``."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if type(value) in (list, tuple):
+        items = [_plain(item) for item in value]
+        return _NOT_PLAIN if any(item is _NOT_PLAIN for item in items) else type(value)(items)
+    if type(value) is dict:
+        items = {key: _plain(item) for key, item in value.items()}
+        if any(not isinstance(key, (str, int)) or item is _NOT_PLAIN for key, item in items.items()):
+            return _NOT_PLAIN
+        return items
+    return _NOT_PLAIN  # a Counter (MultiStepLR's milestones), a set, a function...
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_object_hook(obj):
+    if "__ndarray__" in obj:
+        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+    return obj
+
+
+def _rng_state(rng):
+    return "" if rng is None else json.dumps(rng.bit_generator.state, default=_json_default)
+
+
+def _sha256(array):
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
+
+
 class ConvNetClassifier(NeuralNetClassifier):
     """A skorch classifier set up for networks trained on distilled (or real) images.
 
@@ -182,8 +277,12 @@ class ConvNetClassifier(NeuralNetClassifier):
     - ``device="auto"`` (CUDA when available) and data kept on the device during
       training (:class:`DeviceBatchIterator`), so small sets are not dominated by
       per-batch Python overhead;
-    - ``random_state``: module initialisation and shuffling come from it, never from
-      torch's global generator (reproducible on CPU).
+    - ``random_state``: module initialisation, shuffling and mixup come from it, never
+      from torch's global generator (reproducible on CPU);
+    - training-time calibration baselines as plain parameters, so ``GridSearchCV`` can
+      tune them: ``mixup_alpha``, ``label_smoothing`` and ``focal_gamma``;
+    - resumable training (``checkpoint_dir``), inference in batches that keeps the
+      inputs on the host, and out-of-memory errors that say what to lower.
 
     The module class gets ``in_channels``, ``image_size``, ``n_features`` and
     ``n_classes`` from the data at fit time when its constructor takes them and they
@@ -208,6 +307,29 @@ class ConvNetClassifier(NeuralNetClassifier):
     random_state : None, int or numpy Generator, default=None
     verbose : int, default=0
         1 prints skorch's per-epoch table.
+    mixup_alpha : float, default=0.0
+        mixup (Zhang et al., ICLR 2018) when > 0: every training batch is replaced by
+        ``lam * X + (1 - lam) * X[perm]`` with ``lam ~ Beta(mixup_alpha, mixup_alpha)``
+        and ``perm`` a random permutation of the batch, and the loss is
+        ``lam * loss(y) + (1 - lam) * loss(y[perm])``. Training only; prediction sees
+        the images as they are. Typical values: 0.1 to 0.4. Must be >= 0.
+    label_smoothing : float, default=0.0
+        Passed to the criterion's own ``label_smoothing`` argument (that of
+        :class:`torch.nn.CrossEntropyLoss` or :class:`~ddcal_sklearn.FocalLoss`); a
+        criterion without one is an error. In [0, 1].
+    focal_gamma : float, default=0.0
+        When > 0, train with :class:`~ddcal_sklearn.FocalLoss` ``(gamma=focal_gamma)``
+        instead of cross-entropy (Mukhoti et al., NeurIPS 2020, use 3). Needs the
+        default ``criterion``. Must be >= 0.
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for the checkpoint of ``fit`` (one file, ``classifier.pt``). When set,
+        ``fit`` writes the whole training state there every ``checkpoint_every``
+        epochs and after the last one, and a later ``fit`` with the same data and
+        parameters resumes from it, giving the network an uninterrupted fit would
+        have given (see Notes). A checkpoint of other data or parameters is an error,
+        never silently resumed nor overwritten.
+    checkpoint_every : int, default=10
+        Epochs between checkpoints. Must be >= 1.
     **kwargs
         Any other :class:`skorch.NeuralNetClassifier` parameter or prefixed
         parameter. Defaults added here: ``optimizer__momentum=0.9``,
@@ -225,6 +347,42 @@ class ConvNetClassifier(NeuralNetClassifier):
         The trained network.
     history_ : skorch.History
 
+    Notes
+    -----
+    **Checkpoints.** The file holds the module, criterion and optimizer
+    ``state_dict()``, the state of LR-scheduler callbacks, the epoch count, the
+    history, and the states of every random stream of the fit (``random_state``'s
+    generator, the shuffling and mixup generators). It is written atomically (a
+    temporary file in the same directory, then :func:`os.replace`), by
+    :func:`torch.save` of tensors and plain values, and read with
+    ``torch.load(weights_only=True)``: loading never runs pickled code. It also
+    stores a fingerprint of the data (a SHA-256 digest), of every parameter but
+    ``verbose``, ``checkpoint_dir`` and ``checkpoint_every``, and of the device type;
+    ``fit`` raises ``ValueError`` naming the file and what differs when they do not
+    match, and when the file is damaged or of a newer format. Delete the file (or use
+    another directory) to start over. With the same ``random_state`` a resumed fit
+    ends with the same weights as an uninterrupted one (bit for bit on CPU). Only
+    ``fit`` from scratch checkpoints and resumes: ``partial_fit`` and ``warm_start``
+    continuations neither read nor write. Callbacks other than LR schedulers restart
+    from the restored history (an ``EarlyStopping`` patience count restarts at 0).
+    Each ``GridSearchCV`` candidate needs its own directory.
+
+    **Inference** (``predict_proba``, ``decision_function``, ``predict``) keeps the
+    inputs on the host and moves one batch of ``batch_size`` (or
+    ``iterator_valid__batch_size``) images to the device at a time, so it needs
+    device memory for one batch, whatever the number of images. Training keeps its
+    data on the device (it is a distilled set, or small).
+
+    **Out of memory.** A device out-of-memory error in ``fit`` or in inference is
+    re-raised as :class:`torch.OutOfMemoryError` whose message names the parameters
+    to lower (``batch_size``, and ``module__width`` or ``module__hidden_sizes``), with
+    the original error as its ``__cause__``.
+
+    **Pickles** of a net fitted on a GPU load on a CPU-only machine: every tensor,
+    including those that callbacks hold (skorch pickles an LR scheduler's optimizer
+    with the callbacks), goes through torch's ``map_location``, and ``device="auto"``
+    resolves to the CPU there.
+
     Examples
     --------
     >>> from ddcal_sklearn import ConvNetClassifier, load_digits_images
@@ -234,15 +392,33 @@ class ConvNetClassifier(NeuralNetClassifier):
     (5,)
     >>> clf.decision_function(X[200:205]).shape  # logits
     (5, 10)
+
+    Calibration baselines are parameters like any other:
+
+    >>> smooth = ConvNetClassifier(max_epochs=5, module__width=16, label_smoothing=0.1,
+    ...                            mixup_alpha=0.2, random_state=0).fit(X[:200], y[:200])
+    >>> smooth.predict_proba(X[200:205]).shape
+    (5, 10)
     """
 
     device = _RequestedDevice()
+
+    # Validated at the start of fit, scikit-learn style (skorch's own _validate_params
+    # checks prefixed names, so sklearn's is called under another name).
+    _parameter_constraints = {
+        "mixup_alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "label_smoothing": [Interval(numbers.Real, 0, 1, closed="both")],
+        "focal_gamma": [Interval(numbers.Real, 0, None, closed="left")],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, module=ConvNet, *, criterion=torch.nn.CrossEntropyLoss,
                  optimizer=torch.optim.SGD, lr=0.01, max_epochs=300, batch_size=256,
                  train_split=None, iterator_train=DeviceBatchIterator,
                  iterator_valid=DeviceBatchIterator, device="auto", random_state=None,
-                 verbose=0, **kwargs):
+                 verbose=0, mixup_alpha=0.0, label_smoothing=0.0, focal_gamma=0.0,
+                 checkpoint_dir=None, checkpoint_every=10, **kwargs):
         kwargs.setdefault("optimizer__momentum", 0.9)
         kwargs.setdefault("optimizer__weight_decay", 5e-4)
         kwargs.setdefault("iterator_train__shuffle", True)
@@ -252,6 +428,11 @@ class ConvNetClassifier(NeuralNetClassifier):
             iterator_valid=iterator_valid, device=device, verbose=verbose, **kwargs,
         )
         self.random_state = random_state
+        self.mixup_alpha = mixup_alpha
+        self.label_smoothing = label_smoothing
+        self.focal_gamma = focal_gamma
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     @property
     def _default_callbacks(self):
@@ -276,7 +457,26 @@ class ConvNetClassifier(NeuralNetClassifier):
         return params
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # skorch sends module_/criterion_/optimizer_ through torch's map_location-aware loader,
+        # but an LR scheduler in callbacks_ holds the optimizer too, which plain pickle would
+        # write with its CUDA momentum buffers: a GPU-fitted net would not load without CUDA
+        # (skorch issue #1096). Sending callbacks_ the same way also keeps the scheduler's
+        # optimizer the same object as optimizer_ after loading.
+        dependent = self.__dict__.get("cuda_dependent_attributes_")
+        self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, "callbacks_"]
+        try:
+            state = super().__getstate__()
+        finally:
+            if dependent is None:
+                del self.__dict__["cuda_dependent_attributes_"]
+            else:
+                self.cuda_dependent_attributes_ = dependent
+        if dependent is None:
+            state.pop("cuda_dependent_attributes_", None)
+        else:
+            state["cuda_dependent_attributes_"] = dependent
+        for name in _TRANSIENT:
+            state.pop(name, None)
         # skorch maps tensors with the concrete device; the request ("auto") comes back in __setstate__.
         state["device_requested_"] = state.get("device", "auto")
         state["device"] = self.device
@@ -287,6 +487,7 @@ class ConvNetClassifier(NeuralNetClassifier):
         with warnings.catch_warnings():
             if requested == "auto":  # "auto" on a CPU-only machine is not a fallback worth a warning
                 warnings.filterwarnings("ignore", message="Setting self.device")
+                warnings.filterwarnings("ignore", message="Requested to load data to CUDA")
             super().__setstate__(state)
         if requested == "auto":
             self.__dict__["device"] = "auto"
@@ -303,7 +504,7 @@ class ConvNetClassifier(NeuralNetClassifier):
             X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
         else:
             X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
-        X = np.ascontiguousarray(X)  # read-only and strided inputs become plain arrays
+        X = np.require(X, requirements=["C", "W"])  # read-only and strided inputs become plain arrays
         if reset:
             self.input_shape_ = tuple(X.shape[1:])
             self._check_module_input(X)
@@ -363,9 +564,81 @@ class ConvNetClassifier(NeuralNetClassifier):
         y = None if y is None else torch.as_tensor(y, device=device)
         return DeviceTensorDataset(X, y)
 
+    def initialize_criterion(self):
+        criterion, kwargs = self._criterion_and_kwargs()
+        self.criterion_ = self.initialized_instance(criterion, kwargs)
+        return self
+
+    def _criterion_and_kwargs(self):
+        """The criterion class and arguments that focal_gamma and label_smoothing ask for."""
+        criterion, kwargs = self.criterion, self.get_params_for("criterion")
+        name = getattr(criterion, "__name__", type(criterion).__name__)
+        if self.focal_gamma > 0:
+            base = criterion if inspect.isclass(criterion) else type(criterion)
+            if base not in (torch.nn.CrossEntropyLoss, FocalLoss):
+                raise ValueError(
+                    f"focal_gamma={self.focal_gamma!r} trains with FocalLoss, which replaces the "
+                    f"criterion, but criterion={name} was given: keep the default criterion "
+                    "(torch.nn.CrossEntropyLoss) or set focal_gamma=0."
+                )
+            unknown = sorted(set(kwargs) - {"label_smoothing", "reduction"})
+            if unknown:
+                raise ValueError(
+                    f"focal_gamma={self.focal_gamma!r} trains with FocalLoss, which does not take "
+                    f"{', '.join('criterion__' + key for key in unknown)}; it takes "
+                    "criterion__reduction (label smoothing: the label_smoothing parameter)."
+                )
+            criterion, kwargs = FocalLoss, {**kwargs, "gamma": self.focal_gamma}
+        if self.label_smoothing > 0:
+            if "label_smoothing" in kwargs:
+                raise ValueError(
+                    f"label_smoothing={self.label_smoothing!r} and criterion__label_smoothing="
+                    f"{kwargs['label_smoothing']!r} were both given: set only label_smoothing."
+                )
+            if not _accepts_argument(criterion, "label_smoothing"):
+                raise ValueError(
+                    f"label_smoothing={self.label_smoothing!r} is passed to the criterion's "
+                    f"label_smoothing argument, but criterion={name} takes none: use "
+                    "torch.nn.CrossEntropyLoss (the default) or FocalLoss, or set label_smoothing=0."
+                )
+            kwargs = {**kwargs, "label_smoothing": self.label_smoothing}
+        return criterion, kwargs
+
+    def _get_predict_nonlinearity(self):
+        # skorch's "auto" applies softmax only for CrossEntropyLoss; FocalLoss also takes logits.
+        if self.predict_nonlinearity == "auto" and isinstance(getattr(self, "criterion_", None), FocalLoss):
+            return functools.partial(torch.softmax, dim=-1)
+        return super()._get_predict_nonlinearity()
+
+    def train_step_single(self, batch, **fit_params):
+        if not self.mixup_alpha > 0:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        if isinstance(Xi, Mapping):
+            raise TypeError(f"mixup_alpha={self.mixup_alpha!r} mixes tensor inputs; got a dict of inputs.")
+        Xi, yi = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
+        # lam is one scalar per batch drawn on the host from the fit's own numpy generator:
+        # it reaches the kernels as an argument, so nothing waits for the device (torch's
+        # Beta sampler takes no generator, i.e. would use the global stream). The
+        # permutation is drawn on the device from the fit's device generator.
+        lam = float(self._mixup_rng.beta(self.mixup_alpha, self.mixup_alpha))
+        perm = torch.randperm(len(Xi), generator=self._mixup_generator, device=Xi.device)
+        X_mixed = Xi * lam + Xi[perm] * (1.0 - lam)
+        y_pred = self.infer(X_mixed, **fit_params)
+        loss = (lam * self.get_loss(y_pred, yi, X=X_mixed, training=True)
+                + (1.0 - lam) * self.get_loss(y_pred, yi[perm], X=X_mixed, training=True))
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
     def get_iterator(self, dataset, training=False):
-        iterator = self.iterator_train if training else self.iterator_valid
-        if training and iterator in (DeviceBatchIterator, torch.utils.data.DataLoader) \
+        if not training:
+            return super().get_iterator(dataset, training=False)
+        # Called once per fit loop: the fit's random streams start here, in a fixed order
+        # (shuffling, then mixup), so turning mixup on leaves initialisation and shuffling as they were.
+        iterator = self.iterator_train
+        self._shuffle_generator = None
+        if iterator in (DeviceBatchIterator, torch.utils.data.DataLoader) \
                 and "iterator_train__generator" not in self.__dict__:
             # Shuffling from random_state, on the data's device, without a host sync.
             generator = torch.Generator(device=self.device if iterator is DeviceBatchIterator else "cpu")
@@ -373,13 +646,162 @@ class ConvNetClassifier(NeuralNetClassifier):
             kwargs = self.get_params_for("iterator_train")
             kwargs.setdefault("batch_size", self.batch_size)
             kwargs["generator"] = generator
-            return iterator(dataset, **kwargs)
-        return super().get_iterator(dataset, training=training)
+            self._shuffle_generator = generator
+            result = iterator(dataset, **kwargs)
+        else:
+            result = super().get_iterator(dataset, training=True)
+        self._mixup_rng = self._mixup_generator = None
+        if self.mixup_alpha > 0:
+            self._mixup_rng = np.random.default_rng(draw_seed(self._rng))
+            self._mixup_generator = torch.Generator(device=self.device)
+            self._mixup_generator.manual_seed(draw_seed(self._rng))
+        self._restore_random_streams()
+        return result
+
+    def forward_iter(self, X, training=False, device="cpu"):
+        # Inference keeps X on the host: DeviceBatchIterator yields host views, and infer()
+        # moves one batch at a time to the device, so predicting 50,000 CIFAR-10 images
+        # needs device memory for one batch, not for the whole set. (fit keeps its data
+        # on the device and passes it here as a dataset, which is used as it is.)
+        dataset = X if is_dataset(X) else DeviceTensorDataset(torch.as_tensor(X))
+        iterator = self.get_iterator(dataset, training=training)
+        with self._out_of_memory_advice("inference"):
+            for batch in iterator:
+                yield to_device(self.evaluation_step(batch, training=training), device=device)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        run = self.__dict__.get("_checkpoint_run")
+        if epochs is None and run is not None and run.state is not None:
+            epochs = max(self.max_epochs - run.state["epoch"], 0)  # only what the checkpoint lacks
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def notify(self, method_name, **cb_kwargs):
+        super().notify(method_name, **cb_kwargs)
+        run = self.__dict__.get("_checkpoint_run")
+        if run is None:
+            return
+        if method_name == "on_train_begin" and run.state is not None:
+            # after the callbacks' own on_train_begin, which builds the LR schedulers afresh
+            self._restore_callbacks(run.state["callbacks"])
+        elif method_name == "on_epoch_end":
+            epoch = len(self.history)
+            if epoch % self.checkpoint_every == 0 or epoch >= self.max_epochs:
+                self._save_checkpoint(run.path, run.fingerprint)
+
+    # --- reliability helpers ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _out_of_memory_advice(self, during):
+        """Re-raise a device out-of-memory error with the parameters that would avoid it."""
+        try:
+            yield
+        except _OutOfMemoryAdvice:
+            raise
+        except torch.OutOfMemoryError as err:
+            knobs = [f"batch_size (now {self.batch_size})"]
+            if during == "inference" and "iterator_valid__batch_size" in self.__dict__:
+                knobs = [f"iterator_valid__batch_size (now {self.iterator_valid__batch_size})"]
+            accepted = self._module_init_args()
+            for size in ("width", "hidden_sizes"):
+                if size in accepted:
+                    default = inspect.signature(self.module).parameters[size].default
+                    knobs.append(f"module__{size} (now {self.__dict__.get('module__' + size, default)!r})")
+                    break
+            raise _OutOfMemoryAdvice(
+                f"{type(self).__name__} ran out of memory on device {self.device} during {during}: "
+                f"lower {' or '.join(knobs)}. {str(err).splitlines()[0] if str(err) else ''}".rstrip()
+            ) from err
+
+    def _checkpoint_path(self):
+        return Path(self.checkpoint_dir) / _CHECKPOINT_NAME
+
+    def _fingerprint(self, X, y_encoded):
+        """Everything that determines the trained network, as JSON-normalised data."""
+        params = {name: value for name, value in self.get_params(deep=False).items()
+                  if name not in _NOT_FINGERPRINTED}
+        # the type only: CPU and CUDA generator states differ, cuda:0 and cuda:1 do not
+        params["device"] = resolve_device(self.__dict__.get("device", "auto")).type
+        data = {
+            "X_shape": list(X.shape), "X_dtype": str(X.dtype), "X_sha256": _sha256(X),
+            "y_shape": list(y_encoded.shape), "y_sha256": _sha256(y_encoded.astype(np.int64)),
+            "classes": [str(c) for c in self._label_encoder.classes_.tolist()],
+        }
+        fingerprint = {"format_version": CHECKPOINT_FORMAT_VERSION, "params": describe(params), "data": data}
+        return json.loads(json.dumps(fingerprint, sort_keys=True))
+
+    def _read_checkpoint(self, path, fingerprint):
+        """The checkpoint at ``path`` when it belongs to this fit; None when there is none."""
+        return read_checkpoint(
+            path, kind=_CHECKPOINT_KIND, owner=type(self).__name__, format_version=CHECKPOINT_FORMAT_VERSION,
+            expected=_CHECKPOINT_KEYS, fingerprint=fingerprint, checkpoint_dir=self.checkpoint_dir,
+            check=lambda state: [] if 0 <= state["epoch"] <= self.max_epochs else ["epoch"])
+
+    def _save_checkpoint(self, path, fingerprint):
+        generators = {name: generator.get_state() for name, generator in
+                      (("shuffle", getattr(self, "_shuffle_generator", None)),
+                       ("mixup", getattr(self, "_mixup_generator", None))) if generator is not None}
+        state = {
+            "kind": _CHECKPOINT_KIND, "format_version": CHECKPOINT_FORMAT_VERSION,
+            "fingerprint": json.dumps(fingerprint, sort_keys=True),
+            "epoch": len(self.history),
+            "modules": {name: getattr(self, name + "_").state_dict() for name in self._modules},
+            "criteria": {name: getattr(self, name + "_").state_dict() for name in self._criteria},
+            "optimizers": {name: getattr(self, name + "_").state_dict() for name in self._optimizers},
+            "callbacks": self._callback_states(),
+            "history": json.dumps(list(self.history), default=_json_default),
+            "random_state": _rng_state(self._rng),
+            "mixup_random_state": _rng_state(getattr(self, "_mixup_rng", None)),
+            "generators": generators,
+        }
+        atomic_write(path, lambda file: torch.save(to_cpu(state), file))
+
+    def _callback_states(self):
+        """The plain part of each LR scheduler's state_dict (the rest is rebuilt from parameters)."""
+        states = {}
+        for name, callback in self.callbacks_:
+            scheduler = getattr(callback, "lr_scheduler_", None)
+            if hasattr(scheduler, "state_dict"):
+                state = {key: _plain(value) for key, value in scheduler.state_dict().items()}
+                states[name] = {key: value for key, value in state.items() if value is not _NOT_PLAIN}
+        return states
+
+    def _restore_callbacks(self, states):
+        for name, callback in self.callbacks_:
+            scheduler = getattr(callback, "lr_scheduler_", None)
+            if name in states and hasattr(scheduler, "load_state_dict"):
+                scheduler.load_state_dict({**scheduler.state_dict(), **states[name]})
+
+    def _restore_training_state(self, state):
+        """Weights, optimizer and history from a checkpoint (the random streams come later)."""
+        for group, names in (("modules", self._modules), ("criteria", self._criteria),
+                             ("optimizers", self._optimizers)):
+            for name in names:
+                getattr(self, name + "_").load_state_dict(state[group][name])
+        self.history_ = History(json.loads(state["history"]))
+
+    def _restore_random_streams(self):
+        run = self.__dict__.get("_checkpoint_run")
+        if run is None or run.state is None or run.streams_restored:
+            return
+        run.streams_restored = True
+        saved = run.state["generators"]
+        for name, generator in (("shuffle", self._shuffle_generator), ("mixup", self._mixup_generator)):
+            if generator is not None:
+                generator.set_state(saved[name].cpu())
+        if self._mixup_rng is not None:
+            self._mixup_rng.bit_generator.state = json.loads(run.state["mixup_random_state"],
+                                                             object_hook=_json_object_hook)
+        # last: the streams above were seeded from _rng, as in the interrupted fit
+        self._rng.bit_generator.state = json.loads(run.state["random_state"], object_hook=_json_object_hook)
 
     # --- public API ----------------------------------------------------------------
 
     def fit(self, X, y, **fit_params):
         """Train the network from scratch (or continue when ``warm_start=True``).
+
+        With ``checkpoint_dir`` set, a fit from scratch resumes from the checkpoint of
+        an earlier, interrupted fit with the same data and parameters, and writes its
+        own every ``checkpoint_every`` epochs (see the class Notes).
 
         Parameters
         ----------
@@ -396,9 +818,23 @@ class ConvNetClassifier(NeuralNetClassifier):
         """
         keep = self.warm_start and self.initialized_
         X, y_encoded = self._prepare_fit(X, y, reset=not keep)
-        if not keep:
-            self.initialize()
-        NeuralNetClassifier.partial_fit(self, X, y_encoded, **fit_params)
+        run = None
+        if self.checkpoint_dir is not None and not keep:
+            path = self._checkpoint_path()
+            for stale in path.parent.glob(f"{path.name}.*.tmp"):  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
+            fingerprint = self._fingerprint(X, y_encoded)
+            run = _CheckpointRun(path, fingerprint, self._read_checkpoint(path, fingerprint))
+        with self._out_of_memory_advice("fit"):
+            if not keep:
+                self.initialize()
+            try:
+                self._checkpoint_run = run
+                if run is not None and run.state is not None:
+                    self._restore_training_state(run.state)
+                NeuralNetClassifier.partial_fit(self, X, y_encoded, **fit_params)
+            finally:
+                self._checkpoint_run = None
         return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -418,7 +854,8 @@ class ConvNetClassifier(NeuralNetClassifier):
         self : ConvNetClassifier
         """
         X, y_encoded = self._prepare_fit(X, y, reset=not self.initialized_)
-        return super().partial_fit(X, y_encoded, **fit_params)
+        with self._out_of_memory_advice("fit"):
+            return super().partial_fit(X, y_encoded, **fit_params)
 
     def _prepare_fit(self, X, y, *, reset):
         if y is None:
@@ -426,6 +863,11 @@ class ConvNetClassifier(NeuralNetClassifier):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         resolve_device(self.__dict__.get("device", "auto"))  # fail before any work
+        validate_parameter_constraints(
+            self._parameter_constraints, self.get_params(deep=False), caller_name=type(self).__name__
+        )
+        self._criterion_and_kwargs()  # label_smoothing / focal_gamma against the criterion
+        check_label_types(y)  # before NumPy turns [0, "a"] into strings
         if reset:
             self._rng = check_generator(self.random_state)
             X, y = self._validate_inputs(X, y, reset=True)

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 DATA_ENV = "DDCAL_DATA"
+#: Environment variable naming a folder for decoded-archive caches (see :func:`load_cifar10`).
+CACHE_ENV = "DDCAL_CACHE"
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -424,7 +426,8 @@ def load_cifar10(root=None, *, subset="train", return_X_y=False, cache_dir=None)
     cache_dir : str or path-like, default=None
         Folder for an .npz cache of the decoded JPEG archive (uint8, about 150 MB
         for the training set), rebuilt when the archive's size or modification time
-        changes. Decoding all 60,000 images takes several seconds; None means no cache.
+        changes. Decoding all 60,000 images takes several seconds; None means the
+        ``DDCAL_CACHE`` environment variable, and no cache when it is unset.
         Unused for torchvision's folder, which loads fast.
 
     Returns
@@ -471,6 +474,7 @@ def load_cifar10(root=None, *, subset="train", return_X_y=False, cache_dir=None)
         labels = np.asarray(dataset.targets, dtype=np.int64)
         source, caveat = folder, ""
     elif archive.is_file():
+        cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
         if cache_dir is None:
             images, labels = _read_cifar_jpeg(archive, subset)
         else:

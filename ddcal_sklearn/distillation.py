@@ -3,6 +3,8 @@
 import json
 import math
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +15,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, run_fingerprint, save_checkpoint
 from ._utils import check_generator, draw_seed, resolve_device
+from ._validation import check_label_types
 from .augment import SiameseAugment
 from .masking import check_mask_ratio, mask_elements
 from .nets import MLP, ConvNet, network_kwargs
@@ -94,6 +98,13 @@ class DistillationStrategy:
     device, and a CPU generator for discrete choices that must not sync the device)
     and may not read torch's global generator.
 
+    Checkpoints (``DatasetDistiller(checkpoint_dir=...)``) save the images, the
+    optimiser (momentum of every parameter group, :meth:`param_groups` included) and
+    both generators; a strategy that keeps any other state from one iteration to the
+    next (a network being trained, a step counter, a learned scalar) returns it from
+    :meth:`state_dict` and takes it back in :meth:`load_state_dict`, so that a resumed
+    fit equals an uninterrupted one.
+
     Parameters
     ----------
     distiller : DatasetDistiller
@@ -146,6 +157,33 @@ class DistillationStrategy:
     def fitted_attributes(self):
         """Extra fitted attributes to set on the distiller (names end with ``_``)."""
         return {}
+
+    def state_dict(self):
+        """State carried from one iteration to the next, for a checkpoint.
+
+        Returns
+        -------
+        state : dict
+            Tensors and plain Python values only (str, int, float, bool, None, lists,
+            dicts): it is saved with :func:`torch.save` and read back with
+            ``weights_only=True``. The default, ``{}``, suits a strategy whose every
+            iteration starts afresh from the generators (e.g. DM).
+        """
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`'s result into a freshly built strategy, before resuming.
+
+        Parameters
+        ----------
+        state : dict
+            Tensors are on the CPU; copy them to the device as needed.
+        """
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} keeps no state between iterations, but the checkpoint has "
+                f"{sorted(state)}."
+            )
 
 
 class _DistributionMatching(DistillationStrategy):
@@ -262,6 +300,17 @@ class DatasetDistiller(BaseEstimator):
         torch threads (``torch.set_num_threads`` changes float summation order).
     verbose : int, default=0
         1 shows a tqdm progress bar with the loss.
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for checkpoints (created if needed); None writes none. The loop's
+        whole state is written to ``<checkpoint_dir>/distiller.pt`` every
+        ``checkpoint_every`` iterations and at the end, and a later ``fit`` with the
+        same parameters and data resumes from it (see Notes). Use one directory
+        per run. Each ``fit`` then hashes ``X`` once (SHA-256, about a second per
+        gigabyte) to recognise its run.
+    checkpoint_every : int, default=100
+        Iterations between two checkpoints. Each one copies the state to the host
+        (one device sync) and writes a file the size of the synthetic set plus its
+        momentum (plus the matching network for "dc"/"dsa").
 
     Attributes
     ----------
@@ -279,7 +328,37 @@ class DatasetDistiller(BaseEstimator):
         MTT only: the expert trajectories used (given, or fitted on ``X``); save them
         with ``experts_.save(path)`` to reuse them. MTT needs ``lr_images`` in the
         hundreds to thousands.
+    start_iteration_ : int
+        Iteration the last ``fit`` started from: 0 for a fresh run, the saved
+        iteration count when it resumed from a checkpoint (``n_iterations`` if that
+        checkpoint was complete: nothing was recomputed).
     n_features_in_ : int
+
+    Notes
+    -----
+    **Checkpoints.** With ``checkpoint_dir`` set, each checkpoint holds the synthetic
+    images, the SGD state of the images (and of MTT's step size), the strategy's own
+    state (the DC/DSA network, its optimiser and position in the outer loop; MTT's
+    ``syn_lr``), the states of the device and CPU generators, the iteration count and
+    the loss curve so far, in one file written to a temporary name, fsync'ed and
+    renamed, so a process killed at any moment (even by SIGKILL) leaves the previous
+    checkpoint whole. The
+    file is read with ``torch.load(weights_only=True)``: no arbitrary pickle. When
+    ``method="mtt"`` trains its own experts, they are checkpointed under
+    ``<checkpoint_dir>/experts`` (one file per finished expert), so a resumed fit does
+    not train them again.
+
+    A ``fit`` that finds a checkpoint resumes after its last saved iteration
+    (``start_iteration_``); on the CPU, with the same number of torch threads, the
+    result equals the uninterrupted run's bit for bit. The checkpoint records a
+    fingerprint of the run: every parameter but ``verbose`` and ``checkpoint_*``
+    (``device`` by its type; a fitted ``experts`` by a digest of its trajectories), a
+    SHA-256 of ``X`` and ``y`` with their shapes, and the format version. A checkpoint
+    whose fingerprint differs is an error naming what differs, never resumed nor
+    overwritten: silently starting afresh would destroy hours of work after a typo,
+    and resuming would mix two runs. A damaged file or one of a newer format is an
+    error naming the file. With ``random_state`` None (or a generator object), a
+    resumed fit continues the saved run's own random streams.
 
     Examples
     --------
@@ -308,11 +387,14 @@ class DatasetDistiller(BaseEstimator):
         "device": [str, torch.device, None],
         "random_state": ["random_state", np.random.Generator],
         "verbose": ["verbose"],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     def __init__(self, method="dm", *, ipc=10, mdt_mask_ratio=0.0, n_iterations=1000, lr_images=1.0,
                  momentum=0.5, batch_real=256, init="real", augment="dsa", net=None, net_params=None,
-                 method_params=None, device="auto", random_state=None, verbose=0):
+                 method_params=None, device="auto", random_state=None, verbose=0, checkpoint_dir=None,
+                 checkpoint_every=100):
         self.method = method
         self.ipc = ipc
         self.mdt_mask_ratio = mdt_mask_ratio
@@ -328,6 +410,8 @@ class DatasetDistiller(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -351,6 +435,12 @@ class DatasetDistiller(BaseEstimator):
                 f"allowed: {sorted(allowed) or 'none'}."
             )
         device = resolve_device(self.device)
+        if self.checkpoint_dir is not None and os.path.lexists(self.checkpoint_dir) \
+                and not os.path.isdir(self.checkpoint_dir):
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a directory: pass a "
+                "directory (it is created if missing), or None for no checkpoints."
+            )
         if X.ndim not in (2, 4):
             raise ValueError(
                 f"X has shape {X.shape}: DatasetDistiller needs images (n_samples, channels, "
@@ -385,7 +475,14 @@ class DatasetDistiller(BaseEstimator):
         Returns
         -------
         self : DatasetDistiller
+
+        Raises
+        ------
+        ValueError
+            Besides invalid parameters or data: if ``checkpoint_dir`` holds a
+            checkpoint of another run, a damaged one, or one of a newer format.
         """
+        check_label_types(y)  # before NumPy turns [0, "a"] into strings
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float32, np.float64))
         device, strategy_class = self._check_configuration(X, y)
         encoder = LabelEncoder().fit(y)
@@ -393,10 +490,19 @@ class DatasetDistiller(BaseEstimator):
         self._n_classes = n_classes = len(self.classes_)
         y_index = encoder.transform(y)
 
+        checkpoint = fingerprint = None
+        if self.checkpoint_dir is not None:
+            fingerprint = run_fingerprint(self, X, y_index, self.classes_, device)
+            checkpoint = load_checkpoint(self._checkpoint_path(), fingerprint, self.checkpoint_dir)
+            if Path(self.checkpoint_dir).is_dir():
+                remove_stale_temporaries(self.checkpoint_dir)
         rng = check_generator(self.random_state)
-        gen_device = torch.Generator(device=device).manual_seed(draw_seed(rng))
-        gen_cpu = torch.Generator().manual_seed(draw_seed(rng))  # discrete augmentation choices, no device sync
-        X_real = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
+        seeds = (draw_seed(rng), draw_seed(rng))
+        if checkpoint is not None:  # equal for an int random_state; None resumes its own run's streams
+            seeds = tuple(int(seed) for seed in checkpoint["seeds"])
+        gen_device = torch.Generator(device=device).manual_seed(seeds[0])
+        gen_cpu = torch.Generator().manual_seed(seeds[1])  # discrete augmentation choices, no device sync
+        X_real = torch.as_tensor(np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=device)
         y_real = torch.as_tensor(y_index, device=device)
         real = _ClassBatches(X_real, y_real, n_classes, gen_device)
 
@@ -412,8 +518,24 @@ class DatasetDistiller(BaseEstimator):
                                     lr=self.lr_images, momentum=self.momentum)
 
         losses = torch.zeros(self.n_iterations, device=device)
-        progress = tqdm(range(self.n_iterations), disable=not self.verbose, desc=f"{self.method} ipc={self.ipc}")
+        start = 0
+        if checkpoint is not None:
+            # after every set-up draw, so the restored generators continue exactly where they stopped
+            start = self._restore_checkpoint(checkpoint, X_syn, optimizer, strategy, (gen_device, gen_cpu), losses)
+        self.start_iteration_ = start
+
+        def write_checkpoint(n_done):
+            save_checkpoint(self._checkpoint_path(), {
+                "fingerprint": json.dumps(fingerprint, sort_keys=True), "iteration": n_done, "seeds": list(seeds),
+                "X_synthetic": X_syn, "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict(),
+                "generator_device": gen_device.get_state(), "generator_cpu": gen_cpu.get_state(),
+                "loss_curve": losses[:n_done].clone(),  # a view would save the whole buffer
+            })
+
+        progress = tqdm(range(start, self.n_iterations), initial=start, total=self.n_iterations,
+                        disable=not self.verbose, desc=f"{self.method} ipc={self.ipc}")
         report_every = max(1, self.n_iterations // 50)
+        saved = start if checkpoint is not None else None
         for iteration in progress:
             loss = strategy.loss(X_syn)
             optimizer.zero_grad(set_to_none=True)
@@ -423,6 +545,11 @@ class DatasetDistiller(BaseEstimator):
             losses[iteration] = loss.detach()  # stays on the device: no host sync per iteration
             if self.verbose and iteration % report_every == 0:
                 progress.set_postfix(loss=f"{loss.item():.4g}")
+            if fingerprint is not None and (iteration + 1) % self.checkpoint_every == 0:
+                write_checkpoint(iteration + 1)
+                saved = iteration + 1
+        if fingerprint is not None and saved != self.n_iterations:
+            write_checkpoint(self.n_iterations)
 
         self.loss_curve_ = losses.cpu().numpy()
         self.X_synthetic_ = X_syn.detach().cpu().numpy().astype(X.dtype, copy=False)
@@ -431,6 +558,34 @@ class DatasetDistiller(BaseEstimator):
             setattr(self, name, value)
         del self._n_classes
         return self
+
+    def _checkpoint_path(self):
+        return Path(self.checkpoint_dir) / CHECKPOINT_NAME
+
+    def _restore_checkpoint(self, checkpoint, X_syn, optimizer, strategy, generators, losses):
+        """Load a (fingerprint-checked) checkpoint into the freshly built loop; return its iteration."""
+        path = self._checkpoint_path()
+        try:
+            iteration = checkpoint["iteration"]
+            if not 0 <= iteration <= self.n_iterations:
+                raise ValueError(f"iteration={iteration} is outside [0, n_iterations={self.n_iterations}]")
+            saved_images, saved_losses = checkpoint["X_synthetic"], checkpoint["loss_curve"]
+            if saved_images.shape != X_syn.shape or saved_losses.shape != (iteration,):
+                raise ValueError(f"X_synthetic of shape {tuple(saved_images.shape)} and loss_curve of shape "
+                                 f"{tuple(saved_losses.shape)}, expected {tuple(X_syn.shape)} and ({iteration},)")
+            with torch.no_grad():
+                X_syn.copy_(saved_images)
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            strategy.load_state_dict(checkpoint["strategy"])
+            losses[:iteration] = saved_losses
+            for generator, key in zip(generators, ("generator_device", "generator_cpu")):
+                generator.set_state(checkpoint[key])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"{path} is a damaged DatasetDistiller checkpoint ({exc}); delete it to start this run afresh, "
+                f"or pass another checkpoint_dir (now checkpoint_dir={str(self.checkpoint_dir)!r})."
+            ) from exc
+        return iteration
 
     def fit_resample(self, X, y):
         """Distil and return the synthetic set (imbalanced-learn's sampler protocol).

@@ -45,6 +45,12 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         None means ``ConvNetClassifier()``.
     calibrator : estimator with an ``estimator`` parameter, default=None
         Fitted on the synthetic set with ``estimator=FrozenEstimator(estimator_)``.
+    learned_lr : bool, default=False
+        Train the estimator with the learning rate the distiller learned with its
+        images (``distiller_.syn_lr_``; MTT learns one) instead of its own ``lr``: the
+        step size the synthetic set was made for. Needs an estimator with an ``lr``
+        parameter (such as :class:`~ddcal_sklearn.ConvNetClassifier`) and a method that
+        learns a learning rate.
 
     Attributes
     ----------
@@ -74,12 +80,14 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         "distiller": [HasMethods(["fit_resample"]), None],
         "estimator": [HasMethods(["fit", "predict"]), None],
         "calibrator": [HasMethods(["fit", "predict_proba"]), None],
+        "learned_lr": ["boolean"],
     }
 
-    def __init__(self, distiller=None, estimator=None, *, calibrator=None):
+    def __init__(self, distiller=None, estimator=None, *, calibrator=None, learned_lr=False):
         self.distiller = distiller
         self.estimator = estimator
         self.calibrator = calibrator
+        self.learned_lr = learned_lr
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -104,6 +112,20 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.distiller_ = clone(self.distiller if self.distiller is not None else DatasetDistiller())
         X_syn, y_syn = self.distiller_.fit_resample(X, y)
         self.estimator_ = clone(self.estimator if self.estimator is not None else ConvNetClassifier())
+        if self.learned_lr:
+            if not hasattr(self.distiller_, "syn_lr_"):
+                raise ValueError(
+                    f"learned_lr=True, but method={self.distiller_.method!r} learns no learning rate "
+                    "(only 'mtt' does): use learned_lr=False or method='mtt'.")
+            if "lr" not in self.estimator_.get_params():
+                raise ValueError(
+                    f"learned_lr=True needs an estimator with an 'lr' parameter; "
+                    f"{type(self.estimator_).__name__} has none: use learned_lr=False.")
+            if not self.distiller_.syn_lr_ > 0:  # a diverged step size must not train anything
+                raise ValueError(
+                    f"learned_lr=True, but the distiller learned syn_lr_={self.distiller_.syn_lr_!r}, which is not "
+                    "a usable learning rate: lower method_params['lr_lr'] of the distiller, or use learned_lr=False.")
+            self.estimator_.set_params(lr=self.distiller_.syn_lr_)
         self.estimator_.fit(X_syn, y_syn, **fit_params)
         if self.calibrator is not None:
             self.calibrator_ = clone(self.calibrator).set_params(estimator=FrozenEstimator(self.estimator_))

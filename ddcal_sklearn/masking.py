@@ -32,10 +32,13 @@ def mask_elements(X, mask_ratio, *, random_state=None):
 
     Parameters
     ----------
-    X : ndarray or torch.Tensor of any shape
+    X : array-like or torch.Tensor of any shape
         Inputs, typically images ``(n_samples, channels, height, width)``. A tensor
         stays on its device and keeps its autograd graph (the mask is a constant), so
-        the function can be used inside a differentiable loop.
+        the function can be used inside a differentiable loop; it is not checked for
+        NaN (that would synchronise the device), and a NaN stays NaN where masked.
+        Anything else is converted with :func:`numpy.asarray` (a DataFrame gives an
+        ndarray) and must be numeric and finite.
     mask_ratio : float in [0, 1)
         Probability of zeroing each element. ``0`` returns ``X`` unchanged.
     random_state : None, int, numpy Generator or torch.Generator, default=None
@@ -46,7 +49,16 @@ def mask_elements(X, mask_ratio, *, random_state=None):
     Returns
     -------
     X_masked : ndarray or torch.Tensor
-        Same type, shape, dtype and device as ``X``.
+        Same shape and dtype as ``X``; a tensor for a tensor (on its device), else
+        an ndarray.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not numeric, or ``mask_ratio`` is not a real number.
+    ValueError
+        If ``mask_ratio`` is outside [0, 1), or a NumPy ``X`` holds NaN or infinity
+        (zeroing cannot remove them: ``NaN * 0`` is NaN).
 
     Examples
     --------
@@ -71,6 +83,13 @@ def mask_elements(X, mask_ratio, *, random_state=None):
         uniform = torch.rand(X.shape, generator=random_state, device=X.device)
         return X * (uniform >= mask_ratio).to(X.dtype)
     X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold numbers (booleans, integers or floats), got dtype {X.dtype}.")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise ValueError(
+            "X contains NaN or infinity; masking zeroes elements but cannot make them finite "
+            "(NaN * 0 is NaN). Clean or impute X first."
+        )
     if mask_ratio == 0.0:
         return X.copy()
     rng = check_generator(random_state)

@@ -18,6 +18,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from ._validation import check_label_types
+
 __all__ = [
     "adaptive_calibration_error",
     "calibration_curve_top_label",
@@ -37,6 +39,8 @@ __all__ = [
 # Probabilities may stray this far outside [0, 1] through float round-off.
 _RANGE_TOL = 1e-9
 # Rows must sum to 1 within this tolerance; loose enough for float32 softmax output.
+# Half-precision (or many-class float32) rows get 2 * n_classes * eps of their dtype
+# instead when that is larger: float16 softmax rows of 10 classes stray by ~5e-3.
 _SUM_TOL = 1e-4
 
 _COMMON_CONSTRAINTS = {
@@ -62,11 +66,13 @@ def _check_inputs(y_true, y_prob, labels):
         Float64 probabilities, clipped to [0, 1] and renormalised, so that float32
         network outputs (rows off by ~1e-7) pass scikit-learn's stricter checks.
     """
+    check_label_types(y_true, param="y_true")
     y_true = np.asarray(y_true)
     if y_true.ndim != 1:
         raise ValueError(
             f"y_true must be a 1-D array of class labels, got shape {y_true.shape}."
         )
+    input_dtype = getattr(y_prob, "dtype", None)  # before the float64 cast (None: lists, DataFrames)
     proba = check_array(
         y_prob,
         ensure_2d=False,
@@ -133,11 +139,14 @@ def _check_inputs(y_true, y_prob, labels):
             f"[{proba.min():g}, {proba.max():g}]."
         )
     row_sums = proba.sum(axis=1)
-    bad = np.abs(row_sums - 1.0) > _SUM_TOL
+    sum_tol = _SUM_TOL
+    if input_dtype is not None and np.dtype(input_dtype).kind == "f":
+        sum_tol = max(_SUM_TOL, 2 * n_classes * float(np.finfo(input_dtype).eps))
+    bad = np.abs(row_sums - 1.0) > sum_tol
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"y_prob rows must sum to 1 (tolerance {_SUM_TOL:g}), but row {row} "
+            f"y_prob rows must sum to 1 (tolerance {sum_tol:g}), but row {row} "
             f"sums to {float(row_sums[row])!r}."
         )
     proba = np.clip(proba, 0.0, 1.0)

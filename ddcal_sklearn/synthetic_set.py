@@ -3,10 +3,13 @@
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
+
+from ._validation import check_label_types
 
 FORMAT_VERSION = 1
 
@@ -30,9 +33,10 @@ def save_synthetic_set(path, X, y, **metadata):
     ----------
     path : str or path-like
         Destination; ``.npz`` is appended if missing.
-    X : ndarray of shape (n_samples, ...)
-    y : ndarray of shape (n_samples,)
-        Numeric or string labels.
+    X : array-like of shape (n_samples, ...)
+        At least one sample, numeric and finite.
+    y : array-like of shape (n_samples,)
+        Numeric or string labels (not a mix of both).
     **metadata
         JSON-serialisable entries (NumPy arrays and scalars are converted), e.g.
         ``method``, ``ipc``, ``mdt_mask_ratio``, ``mean``, ``std``.
@@ -40,6 +44,16 @@ def save_synthetic_set(path, X, y, **metadata):
     Returns
     -------
     path : pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is empty, has fewer than 2 dimensions or holds NaN or infinity, if
+        ``y`` is not 1-D, does not match ``X`` in length, mixes strings and numbers
+        or holds NaN.
+    TypeError
+        If ``X`` is not numeric, ``y`` is an object array, or the metadata is not
+        JSON-serialisable.
 
     Examples
     --------
@@ -54,9 +68,20 @@ def save_synthetic_set(path, X, y, **metadata):
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    check_label_types(y)  # before NumPy turns [0, "a"] into strings
     X, y = np.asarray(X), np.asarray(y)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold numbers, got dtype {X.dtype} (an object array would need pickle).")
+    if X.ndim < 2 or len(X) == 0:
+        raise ValueError(f"X must have shape (n_samples, ...) with at least one sample and 2 dimensions, "
+                         f"got shape {X.shape}.")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity; a synthetic set must be finite (did distillation "
+                         "diverge? lower lr_images).")
     if y.dtype == object:
         raise TypeError("y must hold numbers or strings (an object array would need pickle); convert it first.")
+    if y.shape != (len(X),):
+        raise ValueError(f"y must have shape ({len(X)},), one label per sample of X, got shape {y.shape}.")
     meta = {key: _jsonable(value) for key, value in metadata.items()}
     meta["format_version"] = FORMAT_VERSION
     try:
@@ -102,12 +127,19 @@ def load_synthetic_set(path):
             meta = json.loads(str(archive["metadata"]))
     except FileNotFoundError:
         raise
-    except (OSError, KeyError, ValueError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a readable synthetic set (.npz with data, target, metadata): {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a readable synthetic set: its metadata is not a JSON object.")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path} is not a readable synthetic set: format_version={version!r} is not a "
+                         "positive integer.")
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{path} has format_version={version!r}; this ddcal-sklearn reads up to {FORMAT_VERSION}. "
             "Upgrade ddcal-sklearn to read it."
         )
+    if data.ndim < 1 or target.shape != (len(data),):
+        raise ValueError(f"{path} is corrupted: data has shape {data.shape} but target has shape {target.shape}.")
     return Bunch(data=data, target=target, metadata=meta)

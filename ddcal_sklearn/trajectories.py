@@ -11,7 +11,7 @@ import hashlib
 import json
 import numbers
 import os
-import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._utils import check_generator, draw_seed, resolve_device
+from ._utils import atomic_write, check_generator, draw_seed, resolve_device
 from .augment import SiameseAugment
 from .distillation import build_network
 from .nets import MLP, ConvNet, network_kwargs
@@ -112,20 +112,10 @@ def _train_expert(net, X, y, *, n_epochs, lr, momentum, weight_decay, batch_size
 
 
 def _write_npz(path, arrays, metadata):
-    """Write ``arrays`` and a JSON ``metadata`` entry to ``path`` atomically (temp file + rename)."""
-    path = Path(path)
+    """Write ``arrays`` and a JSON ``metadata`` entry to ``path`` atomically (temp file, fsync, rename)."""
     meta = dict(metadata, format_version=FORMAT_VERSION)
     meta_json = json.dumps(_jsonable(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, metadata=np.array(meta_json), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, metadata=np.array(meta_json), **arrays))
 
 
 def _read_npz(path, required, what):
@@ -137,7 +127,7 @@ def _read_npz(path, required, what):
             meta = json.loads(str(archive["metadata"]))
     except FileNotFoundError:
         raise
-    except (OSError, KeyError, ValueError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: truncated
         raise ValueError(
             f"{path} is not a readable {what} file (.npz with {', '.join(required)} and metadata): {exc}"
         ) from exc
@@ -313,7 +303,13 @@ class ExpertTrajectories(BaseEstimator):
         path = self._checkpoint_path(k)
         if not path.exists():
             return None
-        arrays, meta = _read_npz(path, ("trajectory", "train_loss"), "expert checkpoint")
+        try:
+            arrays, meta = _read_npz(path, ("trajectory", "train_loss"), "expert checkpoint")
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} (in checkpoint_dir={str(self.checkpoint_dir)!r}; delete {path.name} to train "
+                "that expert again)"
+            ) from exc
         if meta.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"checkpoint_dir={str(self.checkpoint_dir)!r} holds {path.name} from a fit with other "

@@ -155,3 +155,408 @@ def test_trains_on_cuda_with_data_on_the_device(digits_split):
     clf = ConvNetClassifier(**FAST, device="cuda").fit(X_tr, y_tr)
     assert next(clf.module_.parameters()).is_cuda
     assert (clf.predict(X_te) == y_te).mean() > 0.85
+
+
+# --- training-time calibration baselines ---------------------------------------------
+
+# device="cpu": these compare fits bit for bit, which CUDA kernels do not promise
+CAL = dict(max_epochs=20, lr=0.05, batch_size=128, module__depth=2, module__width=16, random_state=0,
+           device="cpu")
+
+
+def _mean_entropy(proba):
+    return float(-(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(1).mean())
+
+
+@pytest.fixture(scope="module")
+def plain_proba(digits_split):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    return ConvNetClassifier(**CAL).fit(X_tr, y_tr).predict_proba(X_te)
+
+
+def test_label_smoothing_reaches_the_criterion_and_raises_entropy(digits_split, plain_proba):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    clf = ConvNetClassifier(**CAL, label_smoothing=0.1).fit(X_tr, y_tr)
+    assert isinstance(clf.criterion_, torch.nn.CrossEntropyLoss) and clf.criterion_.label_smoothing == 0.1
+    proba = clf.predict_proba(X_te)
+    assert _mean_entropy(proba) > _mean_entropy(plain_proba) + 0.1
+    assert (proba.argmax(1) == y_te).mean() > 0.8
+
+
+def test_mixup_changes_training_lowers_confidence_and_stays_out_of_prediction(digits_split, plain_proba):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    clf = ConvNetClassifier(**CAL, mixup_alpha=0.4).fit(X_tr, y_tr)
+    proba = clf.predict_proba(X_te)
+    assert not np.allclose(proba, plain_proba, atol=1e-3)
+    assert proba.max(1).mean() < plain_proba.max(1).mean() - 0.03
+    assert (proba.argmax(1) == y_te).mean() > 0.8
+    # prediction is the plain network on the plain images
+    with torch.no_grad():
+        direct = torch.softmax(clf.module_(torch.from_numpy(X_te[:50])), 1).numpy()
+    np.testing.assert_allclose(proba[:50], direct, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(clf.predict_proba(X_te), proba)
+
+
+def test_mixup_draws_lambda_from_beta_and_mixes_a_permutation(digits_split, monkeypatch):
+    X_tr, y_tr, *_ = digits_split
+    seen = []
+    original = ConvNetClassifier.infer
+
+    def spy(self, x, **fit_params):
+        if self.module_.training:
+            seen.append(x.detach().clone())
+        return original(self, x, **fit_params)
+
+    monkeypatch.setattr(ConvNetClassifier, "infer", spy)
+    clf = ConvNetClassifier(**{**CAL, "max_epochs": 1, "batch_size": 600}, mixup_alpha=0.4,
+                            iterator_train__shuffle=False).fit(X_tr, y_tr)
+    (mixed,) = seen
+    X = torch.from_numpy(X_tr)
+    # Recover lam and the permutation from the fit's own streams (seeded like the fit did).
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # module initialisation, shuffling
+        rng.integers(0, 2**63 - 1)
+    mixup_rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+    lam = mixup_rng.beta(0.4, 0.4)
+    perm = torch.randperm(len(X), generator=gen)
+    torch.testing.assert_close(mixed, X * lam + X[perm] * (1 - lam))
+    assert clf.history[-1]["train_loss"] > 0
+
+
+def test_focal_gamma_trains_with_focal_loss_and_predicts_probabilities(digits_split, plain_proba):
+    from ddcal_sklearn import FocalLoss
+
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    clf = ConvNetClassifier(**CAL, focal_gamma=3.0).fit(X_tr, y_tr)
+    assert isinstance(clf.criterion_, FocalLoss) and clf.criterion_.gamma == 3.0
+    proba = clf.predict_proba(X_te)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)  # softmax applied, as for cross-entropy
+    assert proba.max(1).mean() < plain_proba.max(1).mean()
+    assert (clf.predict(X_te) == y_te).mean() > 0.8
+
+
+def test_combined_baselines_train(digits_split):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    clf = ConvNetClassifier(**CAL, mixup_alpha=0.2, label_smoothing=0.05, focal_gamma=1.0).fit(X_tr, y_tr)
+    assert clf.criterion_.label_smoothing == 0.05 and clf.criterion_.gamma == 1.0
+    assert np.isfinite([row["train_loss"] for row in clf.history]).all()
+    assert (clf.predict(X_te) == y_te).mean() > 0.7
+
+
+@pytest.mark.parametrize(
+    "option", [{"mixup_alpha": 0.4}, {"label_smoothing": 0.1}, {"focal_gamma": 2.0}],
+    ids=["mixup", "label_smoothing", "focal"],
+)
+def test_each_baseline_is_reproducible_with_random_state(digits_split, option):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    params = {**CAL, "max_epochs": 4, **option}
+    state = torch.random.get_rng_state()
+    a = ConvNetClassifier(**params).fit(X_tr, y_tr).predict_proba(X_te)
+    b = ConvNetClassifier(**params).fit(X_tr, y_tr).predict_proba(X_te)
+    assert torch.equal(state, torch.random.get_rng_state())
+    np.testing.assert_array_equal(a, b)
+    c = ConvNetClassifier(**{**params, "random_state": 1}).fit(X_tr, y_tr).predict_proba(X_te)
+    assert not np.allclose(a, c)
+
+
+def test_baseline_parameters_round_trip_through_get_params_clone_and_set_params():
+    params = dict(mixup_alpha=0.3, label_smoothing=0.1, focal_gamma=2.0, checkpoint_dir="ckpt",
+                  checkpoint_every=5)
+    clf = ConvNetClassifier(**params)
+    assert {k: clf.get_params()[k] for k in params} == params
+    assert {k: clone(clf).get_params()[k] for k in params} == params
+    defaults = ConvNetClassifier().get_params()
+    assert (defaults["mixup_alpha"], defaults["label_smoothing"], defaults["focal_gamma"]) == (0.0, 0.0, 0.0)
+    assert (defaults["checkpoint_dir"], defaults["checkpoint_every"]) == (None, 10)
+    assert clf.set_params(label_smoothing=0.2).label_smoothing == 0.2
+
+
+def test_grid_search_over_label_smoothing(digits_split):
+    from sklearn.model_selection import GridSearchCV
+
+    X_tr, y_tr, *_ = digits_split
+    search = GridSearchCV(ConvNetClassifier(**{**CAL, "max_epochs": 5}), {"label_smoothing": [0.0, 0.2]},
+                          cv=2, scoring="neg_log_loss").fit(X_tr[:300], y_tr[:300])
+    assert search.best_params_["label_smoothing"] in (0.0, 0.2)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.criterion_.label_smoothing == search.best_params_["label_smoothing"]
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"mixup_alpha": -0.1}, r"'mixup_alpha' parameter of ConvNetClassifier must be a float in the range \[0"),
+        ({"label_smoothing": 1.5}, r"'label_smoothing' parameter .* range \[0.0, 1.0\]"),
+        ({"focal_gamma": -1}, r"'focal_gamma' parameter .* range \[0"),
+        ({"checkpoint_every": 0}, r"'checkpoint_every' parameter .* range \[1, inf\)"),
+        ({"label_smoothing": 0.1, "criterion": torch.nn.NLLLoss}, "criterion=NLLLoss takes none"),
+        ({"focal_gamma": 2.0, "criterion": torch.nn.NLLLoss}, "focal_gamma=2.0 trains with FocalLoss"),
+        ({"label_smoothing": 0.1, "criterion__label_smoothing": 0.2}, "were both given"),
+    ],
+)
+def test_bad_baseline_parameters_are_clear_errors_before_training(digits_split, params, match):
+    X_tr, y_tr, *_ = digits_split
+    with pytest.raises(ValueError, match=match):
+        ConvNetClassifier(**FAST, **params).fit(X_tr, y_tr)
+
+
+# --- reliability: checkpoints, batched inference, out of memory, pickles ---------------
+
+CKPT = dict(max_epochs=12, lr=0.05, batch_size=128, module__depth=2, module__width=16, random_state=0,
+            device="cpu")
+
+
+class _Preempted(Exception):
+    pass
+
+
+def _interrupt_after(monkeypatch, n_steps):
+    """Make fit die (like a preempted job) at optimisation step n_steps + 1."""
+    original = ConvNetClassifier.train_step
+    count = {"steps": 0}
+
+    def step(self, batch, **fit_params):
+        count["steps"] += 1
+        if count["steps"] > n_steps:
+            raise _Preempted(f"killed at step {count['steps']}")
+        return original(self, batch, **fit_params)
+
+    monkeypatch.setattr(ConvNetClassifier, "train_step", step)
+    return count
+
+
+@pytest.mark.parametrize("option", [{}, {"mixup_alpha": 0.4}], ids=["plain", "mixup"])
+def test_resumed_fit_gives_the_uninterrupted_network(digits_split, tmp_path, monkeypatch, option):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    uninterrupted = ConvNetClassifier(**CKPT, **option).fit(X_tr, y_tr)
+    # 5 batches per epoch: die in epoch 6, after the checkpoint of epoch 4 (and before the LR step at 6)
+    _interrupt_after(monkeypatch, 5 * 5 + 2)
+    with pytest.raises(_Preempted):
+        ConvNetClassifier(**CKPT, **option, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X_tr, y_tr)
+    saved = torch.load(tmp_path / "classifier.pt", weights_only=True)
+    assert saved["epoch"] == 4
+    monkeypatch.undo()
+
+    count = _interrupt_after(monkeypatch, 10**6)
+    resumed = ConvNetClassifier(**CKPT, **option, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X_tr, y_tr)
+    assert count["steps"] == 5 * (12 - 4)  # only the missing epochs ran
+    assert len(resumed.history) == 12
+    assert resumed.history[:, "event_lr"] == uninterrupted.history[:, "event_lr"]
+    # bit for bit on CPU: same weights, optimizer state, LR schedule and random streams
+    np.testing.assert_allclose(resumed.predict_proba(X_te), uninterrupted.predict_proba(X_te), rtol=0, atol=0)
+    for a, b in zip(resumed.module_.parameters(), uninterrupted.module_.parameters()):
+        assert torch.equal(a, b)
+    assert resumed._rng.bit_generator.state == uninterrupted._rng.bit_generator.state
+
+
+def test_a_finished_checkpoint_makes_fit_return_without_training(digits_split, tmp_path, monkeypatch):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    params = {**CKPT, "max_epochs": 3, "checkpoint_dir": str(tmp_path), "checkpoint_every": 2}
+    first = ConvNetClassifier(**params).fit(X_tr, y_tr)
+    assert torch.load(tmp_path / "classifier.pt", weights_only=True)["epoch"] == 3  # the last epoch too
+    count = _interrupt_after(monkeypatch, 10**6)
+    again = ConvNetClassifier(**params).fit(X_tr, y_tr)
+    assert count["steps"] == 0
+    np.testing.assert_array_equal(again.predict_proba(X_te), first.predict_proba(X_te))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(digits_split, tmp_path, monkeypatch):
+    X_tr, y_tr, *_ = digits_split
+    real_save = torch.save
+    writes = {"n": 0}
+
+    def save(obj, file, *args, **kwargs):
+        writes["n"] += 1
+        if writes["n"] == 2:
+            file.write(b"half a checkpoint")
+            raise OSError("disk full")
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(OSError, match="disk full"):
+        ConvNetClassifier(**{**CKPT, "max_epochs": 4}, checkpoint_dir=tmp_path, checkpoint_every=1).fit(X_tr, y_tr)
+    assert [p.name for p in tmp_path.iterdir()] == ["classifier.pt"]  # no temporary file left
+    assert torch.load(tmp_path / "classifier.pt", weights_only=True)["epoch"] == 1
+
+
+def test_a_checkpoint_of_other_data_or_parameters_is_an_error(digits_split, tmp_path):
+    X_tr, y_tr, *_ = digits_split
+    params = {**CKPT, "max_epochs": 2, "checkpoint_dir": tmp_path}
+    ConvNetClassifier(**params).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match=r"holds a checkpoint of another run: classifier.pt differs in lr"):
+        ConvNetClassifier(**{**params, "lr": 0.1}).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match=r"differs in X \(the data"):
+        ConvNetClassifier(**params).fit(X_tr[::-1], y_tr[::-1])
+    # verbose and checkpoint_every do not change the network: resuming with other values is fine
+    ConvNetClassifier(**{**params, "checkpoint_every": 7}).fit(X_tr, y_tr)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"not a zip archive", r"classifier.pt is not a readable ConvNetClassifier checkpoint"),
+        ("newer", r"classifier.pt has format_version=99; this ddcal-sklearn reads .* up to format_version=1"),
+        ("pickled", r"classifier.pt is not a readable ConvNetClassifier checkpoint \(UnpicklingError"),
+    ],
+)
+def test_damaged_newer_or_unsafe_checkpoints_are_clear_errors(digits_split, tmp_path, content, match):
+    X_tr, y_tr, *_ = digits_split
+    path = tmp_path / "classifier.pt"
+    if content == "newer":
+        torch.save({"kind": "ddcal_sklearn.ConvNetClassifier checkpoint", "format_version": 99}, path)
+    elif content == "pickled":  # arbitrary objects are never unpickled
+        torch.save({"kind": "ddcal_sklearn.ConvNetClassifier checkpoint", "payload": _Preempted()}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as info:
+        ConvNetClassifier(**FAST, checkpoint_dir=tmp_path).fit(X_tr, y_tr)
+    assert str(path) in str(info.value)
+
+
+def test_inference_moves_one_host_batch_at_a_time(fitted, digits_split, monkeypatch):
+    *_, X_te, _ = digits_split
+    X_te = np.ascontiguousarray(X_te)
+    batches = []
+    original = ConvNetClassifier.infer
+
+    def spy(self, x, **fit_params):
+        batches.append(x)
+        return original(self, x, **fit_params)
+
+    monkeypatch.setattr(ConvNetClassifier, "infer", spy)
+    net = pickle.loads(pickle.dumps(fitted)).set_params(batch_size=64)
+    proba = net.predict_proba(X_te)
+    assert [len(b) for b in batches] == [64] * (len(X_te) // 64) + [len(X_te) % 64]
+    # Every batch infer() receives is a view of the caller's array: nothing copied X whole,
+    # to the device or elsewhere; infer() moves each batch to the device when it runs.
+    assert all(np.shares_memory(b.numpy(), X_te) for b in batches)
+    assert proba.shape == (len(X_te), 10)
+    small = ConvNetClassifier(**{**FAST, "max_epochs": 1}, iterator_valid__batch_size=30)
+    small.fit(X_te[:100], np.arange(100) % 10)
+    batches.clear()
+    small.decision_function(X_te[:100])
+    assert [len(b) for b in batches] == [30, 30, 30, 10]
+
+
+def test_out_of_memory_in_fit_names_the_parameters_to_lower(digits_split, monkeypatch):
+    X_tr, y_tr, *_ = digits_split
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(ConvNet, "forward", forward)
+    with pytest.raises(torch.OutOfMemoryError, match=r"during fit: lower batch_size \(now 256\) or "
+                                                     r"module__width \(now 16\)") as info:
+        ConvNetClassifier(**FAST).fit(X_tr, y_tr)
+    assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
+    assert "Tried to allocate 2.00 GiB" in str(info.value.__cause__)
+
+
+def test_out_of_memory_in_inference_names_the_parameters_to_lower(fitted, digits_split, monkeypatch):
+    *_, X_te, _ = digits_split
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(ConvNet, "forward", forward)
+    for method in (fitted.predict_proba, fitted.decision_function, fitted.predict):
+        with pytest.raises(torch.OutOfMemoryError, match=r"during inference: lower batch_size") as info:
+            method(X_te)
+        assert info.value.__cause__ is not None
+    mlp = ConvNetClassifier(module=MLP, max_epochs=1)
+    monkeypatch.setattr(MLP, "forward", forward)
+    with pytest.raises(torch.OutOfMemoryError, match=r"module__hidden_sizes \(now \(128,\)\)"):
+        mlp.fit(X_te.reshape(len(X_te), -1), np.arange(len(X_te)) % 2)
+
+
+def _tag_cpu_storages_as_cuda(monkeypatch):
+    """Make torch.save record CPU storages as 'cuda:0': the bytes a GPU machine writes.
+
+    Loading such bytes without a map_location fails on a CPU-only machine, exactly as a
+    GPU pickle does, so this exercises the real loading path without a GPU.
+    """
+    import torch.serialization as serialization
+
+    entry = (1, lambda storage: "cuda:0" if storage.device.type == "cpu" else None, lambda storage, loc: None)
+    monkeypatch.setattr(serialization, "_package_registry",
+                        sorted([*serialization._package_registry, entry], key=lambda e: e[0]))
+
+
+def test_pickle_of_a_gpu_fitted_net_loads_on_a_cpu_only_machine(digits_split, monkeypatch):
+    import io
+    import warnings
+
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    # SGD's momentum buffers: tensors in the optimizer, which the LR scheduler callback also holds
+    clf = ConvNetClassifier(**{**FAST, "max_epochs": 3}).fit(X_tr, y_tr)
+    expected = clf.predict_proba(X_te)
+    with monkeypatch.context() as m:
+        _tag_cpu_storages_as_cuda(m)
+        m.setattr(torch.cuda, "is_available", lambda: True)  # device="auto" resolves to "cuda"
+        assert clf.device == "cuda"
+        data = pickle.dumps(clf)
+        tensor_bytes = io.BytesIO()
+        torch.save(torch.zeros(2), tensor_bytes)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA"):  # the bytes really say "CUDA"
+        torch.load(io.BytesIO(tensor_bytes.getvalue()), weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "auto" on a CPU-only machine: no warning
+        loaded = pickle.loads(data)
+    assert loaded.device == "cpu" and loaded.get_params()["device"] == "auto"
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    scheduler = dict(loaded.callbacks_)["lr_scheduler"].lr_scheduler_
+    assert scheduler.optimizer is loaded.optimizer_  # one optimizer, not a stray copy
+    assert all(t.device.type == "cpu" for s in loaded.optimizer_.state.values() for t in s.values()
+               if isinstance(t, torch.Tensor))
+    # equal on a CPU-only machine; on a GPU machine the net was really fitted on CUDA (rounding differs)
+    np.testing.assert_allclose(loaded.predict_proba(X_te), expected, rtol=1e-5, atol=1e-6)
+    loaded.partial_fit(X_tr, y_tr)  # and it trains on
+
+
+@pytest.mark.gpu
+def test_gpu_pickle_round_trip_to_cpu(digits_split, monkeypatch):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    clf = ConvNetClassifier(**FAST).fit(X_tr, y_tr)  # device="auto": CUDA here
+    assert next(clf.module_.parameters()).is_cuda
+    expected = clf.predict_proba(X_te)
+    data = pickle.dumps(clf)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # load as a CPU-only machine would
+    loaded = pickle.loads(data)
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(loaded.predict_proba(X_te), expected, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_inference_on_50000_cifar_sized_images_needs_one_batch_of_device_memory():
+    gen = np.random.default_rng(0)
+    X = gen.standard_normal((50_000, 3, 32, 32), dtype=np.float32)  # 614 MB
+    y = np.arange(50_000) % 10
+    clf = ConvNetClassifier(max_epochs=1, module__width=32, batch_size=250, random_state=0, device="cuda")
+    clf.fit(X[:1000], y[:1000])
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    proba = clf.predict_proba(X)
+    peak = torch.cuda.max_memory_allocated() - base
+    assert proba.shape == (50_000, 10)
+    # one batch's activations (~70 MiB here), not X (586 MiB) on the device
+    assert peak < X.nbytes / 4, f"inference peaked at {peak / 2**20:.0f} MiB of device memory"
+
+
+@pytest.mark.gpu
+def test_resume_on_cuda_restores_the_device_random_streams(digits_split, tmp_path, monkeypatch):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    params = {**CKPT, "device": "cuda", "mixup_alpha": 0.4}
+    uninterrupted = ConvNetClassifier(**params).fit(X_tr, y_tr)
+    _interrupt_after(monkeypatch, 5 * 5 + 2)
+    with pytest.raises(_Preempted):
+        ConvNetClassifier(**params, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X_tr, y_tr)
+    monkeypatch.undo()
+    resumed = ConvNetClassifier(**params, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X_tr, y_tr)
+    for name in ("_shuffle_generator", "_mixup_generator"):
+        assert getattr(resumed, name).device.type == "cuda"
+        assert torch.equal(getattr(resumed, name).get_state(), getattr(uninterrupted, name).get_state())
+    np.testing.assert_allclose(resumed.predict_proba(X_te), uninterrupted.predict_proba(X_te), atol=1e-4)

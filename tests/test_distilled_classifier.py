@@ -83,3 +83,34 @@ def test_grid_search_with_calibrator_outside_on_held_out_real_folds(data):
     search = GridSearchCV(model, grid, scoring=ece_scorer, cv=2, n_jobs=2).fit(X_tr, y_tr)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.best_estimator_.temperatures_.shape == (2,)
+
+
+def test_learned_lr_trains_the_estimator_with_the_distillers_step_size(data):
+    X_tr, y_tr, _, _ = data
+    mtt = DatasetDistiller("mtt", ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
+                           method_params={"n_experts": 1, "expert_epochs": 1, "max_start_epoch": 1,
+                                          "syn_steps": 2},
+                           random_state=0)
+    model = DistilledClassifier(mtt, ConvNetClassifier(max_epochs=2, module__depth=2, module__width=8,
+                                                       random_state=0), learned_lr=True).fit(X_tr[:300], y_tr[:300])
+    assert model.estimator_.lr == model.distiller_.syn_lr_ > 0
+    # the optimizer ran with it (divided by 10 at half of max_epochs by the default schedule)
+    assert model.estimator_.optimizer_.param_groups[0]["lr"] == pytest.approx(model.distiller_.syn_lr_ / 10)
+    assert clone(model).learned_lr is True
+
+
+def test_learned_lr_with_a_method_that_learns_none_is_refused(data):
+    X_tr, y_tr, _, _ = data
+    with pytest.raises(ValueError, match=r"learned_lr=True, but method='dm' learns no learning rate"):
+        DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET), learned_lr=True).fit(X_tr, y_tr)
+
+
+def test_a_diverged_learned_lr_is_refused(data):
+    X_tr, y_tr, _, _ = data
+    mtt = DatasetDistiller("mtt", ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
+                           method_params={"n_experts": 1, "expert_epochs": 1, "max_start_epoch": 1,
+                                          "syn_steps": 2, "lr_lr": 10.0},  # far too large: syn_lr_ leaves (0, inf)
+                           random_state=0)
+    with pytest.raises(ValueError, match=r"learned syn_lr_=.*lower method_params\['lr_lr'\]"):
+        DistilledClassifier(mtt, ConvNetClassifier(max_epochs=2, module__depth=2, module__width=8),
+                            learned_lr=True).fit(X_tr[:300], y_tr[:300])

@@ -1,7 +1,9 @@
 """MTT: expert trajectories (public) and the trajectory-matching strategy of DatasetDistiller."""
 
 import json
+import os
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,6 +184,58 @@ def test_checkpoint_resume_skips_finished_experts_and_matches_an_uninterrupted_f
     with pytest.raises(ValueError, match="from a fit with other data or parameters"):
         ExpertTrajectories(**params).fit(X[::-1], y[::-1])
     assert len(trained) == 2
+
+
+def test_expert_checkpoints_are_written_atomically(digits_small, tmp_path, monkeypatch):
+    """Each expert file is written to a temporary file in the same directory, fsync'ed, then renamed."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else fd))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        if len([e for e in events if e[0] == "replace"]) == 2:
+            raise OSError("simulated crash before the second expert's rename")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(OSError, match="simulated crash"):
+        ExpertTrajectories(**{**EXPERTS, "checkpoint_dir": ckpt}).fit(*digits_small)
+    monkeypatch.undo()
+    first_replace = next(i for i, e in enumerate(events) if e[0] == "replace")
+    _, src, dst = events[first_replace]
+    assert Path(src).parent == ckpt and dst == str(ckpt / "expert_0000.npz")
+    if os.path.exists("/proc/self/fd"):  # the temporary file itself was fsync'ed before the rename
+        assert ("fsync", src) in events[:first_replace]
+    # the crash left the finished expert whole and no partial file behind
+    assert sorted(p.name for p in ckpt.iterdir()) == ["expert_0000.npz"]
+    resumed = ExpertTrajectories(**{**EXPERTS, "checkpoint_dir": ckpt}).fit(*digits_small)
+    assert resumed.n_resumed_ == 1
+
+
+def test_a_damaged_or_newer_expert_checkpoint_gives_a_clear_error(digits_small, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    params = {**EXPERTS, "n_experts": 1, "checkpoint_dir": ckpt}
+    ExpertTrajectories(**params).fit(*digits_small)
+    path = ckpt / "expert_0000.npz"
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # cut short, as by a copy interrupted outside our writer
+    with pytest.raises(ValueError, match=r"expert_0000.npz is not a readable expert checkpoint file .*"
+                                         r"delete expert_0000.npz to train that expert again"):
+        ExpertTrajectories(**params).fit(*digits_small)
+    path.write_bytes(good)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays.pop("metadata")))
+    with open(path, "wb") as f:
+        np.savez(f, metadata=np.array(json.dumps({**meta, "format_version": 99})), **arrays)
+    with pytest.raises(ValueError, match=r"expert_0000.npz has format_version=99; .*Upgrade ddcal-sklearn"):
+        ExpertTrajectories(**params).fit(*digits_small)
 
 
 @parametrize_with_checks(
