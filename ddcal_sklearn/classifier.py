@@ -835,7 +835,16 @@ class ConvNetClassifier(NeuralNetClassifier):
                 NeuralNetClassifier.partial_fit(self, X, y_encoded, **fit_params)
             finally:
                 self._checkpoint_run = None
+        self._check_converged()
         return self
+
+    def _check_converged(self):
+        """Refuse a diverged fit: its NaN weights would give NaN probabilities without a word."""
+        losses = self.history[:, "train_loss"] if len(self.history) else []
+        if len(losses) and not np.isfinite(losses[-1]):
+            raise ValueError(
+                f"Training diverged: the training loss of the last epoch is {losses[-1]} with lr={self.lr!r}. "
+                "Lower lr (or mixup_alpha / focal_gamma if set), then fit again.")
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train for ``max_epochs`` more epochs without re-initialising the network.

@@ -552,6 +552,12 @@ class DatasetDistiller(BaseEstimator):
             write_checkpoint(self.n_iterations)
 
         self.loss_curve_ = losses.cpu().numpy()
+        if not torch.isfinite(X_syn).all():  # one sync, after the loop: a diverged set must not go on silently
+            raise ValueError(
+                f"Distillation diverged: the synthetic images hold NaN or inf after {self.n_iterations} iterations "
+                f"with lr_images={self.lr_images!r}. Lower lr_images (and, for method='mtt', "
+                "method_params['lr_lr']), then fit again"
+                + (" with a new checkpoint_dir." if self.checkpoint_dir is not None else "."))
         self.X_synthetic_ = X_syn.detach().cpu().numpy().astype(X.dtype, copy=False)
         self.y_synthetic_ = np.repeat(self.classes_, self.ipc)
         for name, value in strategy.fitted_attributes().items():

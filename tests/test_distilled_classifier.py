@@ -109,7 +109,7 @@ def test_a_diverged_learned_lr_is_refused(data):
     X_tr, y_tr, _, _ = data
     mtt = DatasetDistiller("mtt", ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
                            method_params={"n_experts": 1, "expert_epochs": 1, "max_start_epoch": 1,
-                                          "syn_steps": 2, "lr_lr": 10.0},  # far too large: syn_lr_ leaves (0, inf)
+                                          "syn_steps": 2, "lr_lr": 1e-3},  # too large: syn_lr_ goes negative
                            random_state=0)
     with pytest.raises(ValueError, match=r"learned syn_lr_=.*lower method_params\['lr_lr'\]"):
         DistilledClassifier(mtt, ConvNetClassifier(max_epochs=2, module__depth=2, module__width=8),

@@ -309,3 +309,20 @@ def test_calibrated_predictors_have_ece_within_sampling_error(n_classes, alpha, 
     y, proba = _calibrated_sample(n, n_classes, alpha, seed)
     assert expected_calibration_error(y, proba) < _sampling_bound(n)
     assert classwise_calibration_error(y, proba) < _sampling_bound(n)
+
+
+def test_a_diverged_distillation_is_an_error_not_a_nan_set(digits_images):
+    from ddcal_sklearn import DatasetDistiller
+
+    X, y = digits_images
+    with pytest.raises(ValueError, match=r"Distillation diverged.*lr_images=1e\+30.*Lower lr_images"):
+        DatasetDistiller(ipc=1, n_iterations=3, lr_images=1e30, batch_real=8,
+                         net_params={"width": 8, "depth": 2}, random_state=0).fit(X[:200], y[:200])
+
+
+def test_a_diverged_training_is_an_error_not_nan_probabilities(digits_images):
+    from ddcal_sklearn import ConvNetClassifier
+
+    X, y = digits_images
+    with pytest.raises(ValueError, match=r"Training diverged.*lr=1e\+30.*Lower lr"):
+        ConvNetClassifier(max_epochs=3, lr=1e30, module__depth=2, module__width=8, random_state=0).fit(X[:200], y[:200])
