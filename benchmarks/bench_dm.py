@@ -69,8 +69,8 @@ def main(argv=None):
     t_ref = timed(lambda: reference_dm(X, y, args.ipc, args.iterations, args.batch_real, net_params, device),
                   device) / args.iterations
 
-    print(f"| implementation | dataset | ipc | batch_real | device | ms / iteration | peak MiB |")
-    print(f"|---|---|---:|---:|---|---:|---:|")
+    print("| implementation | dataset | ipc | batch_real | device | ms / iteration | peak MiB |")
+    print("|---|---|---:|---:|---|---:|---:|")
     print(f"| per-class reference loop | {args.dataset} | {args.ipc} | {args.batch_real} | {device} "
           f"| {1000 * t_ref:.1f} | |")
     print(f"| DatasetDistiller (batched) | {args.dataset} | {args.ipc} | {args.batch_real} | {device} "

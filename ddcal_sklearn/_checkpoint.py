@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._utils import atomic_write
+from ._utils import atomic_write, check_format_version
 
 #: version of the checkpoint layout; a file with a larger one is refused with a clear error
 FORMAT_VERSION = 1
@@ -156,12 +156,6 @@ def save_checkpoint(path, state):
     return atomic_write(path, lambda file: torch.save(state, file))
 
 
-def remove_stale_temporaries(directory):
-    """Delete temporary files left by a process killed while writing a checkpoint."""
-    for tmp in Path(directory).glob(f"{CHECKPOINT_NAME}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
 _EXPECTED = {
     "fingerprint": str, "iteration": int, "seeds": list, "X_synthetic": torch.Tensor, "optimizer": dict,
     "strategy": dict, "generator_device": torch.Tensor, "generator_cpu": torch.Tensor, "loss_curve": torch.Tensor,
@@ -196,12 +190,8 @@ def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint,
         ) from exc
     if not isinstance(state, dict) or state.get("kind") != kind:
         raise ValueError(f"{path} is not a {owner} checkpoint; {start_over}.")
-    version = state.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > format_version:
-        raise ValueError(
-            f"{path} has format_version={version!r}; this ddcal-sklearn reads {owner} checkpoints "
-            f"up to format_version={format_version}: upgrade ddcal-sklearn to resume it, or {start_over}."
-        )
+    check_format_version(state.get("format_version"), format_version, path=path, what=f"{owner} checkpoints",
+                         advice=f": upgrade ddcal-sklearn to resume it, or {start_over}.")
     wrong = [key for key, kind_ in expected.items() if not isinstance(state.get(key), kind_)]
     if not wrong and check is not None:
         wrong = check(state)

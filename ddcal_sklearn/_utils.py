@@ -68,6 +68,22 @@ def torch_generator(rng, device):
     return generator
 
 
+def check_format_version(version, supported, *, path, what, advice=". Upgrade ddcal-sklearn to read it."):
+    """Refuse a saved file whose ``format_version`` is not an int in ``[1, supported]``.
+
+    One check for every file format of the project (synthetic sets, expert trajectories,
+    checkpoints, calibrations): a damaged version is reported as corruption, a newer one
+    as a file this version cannot read, each naming ``path``. ``what`` names the kind of
+    file in the plural ("calibration files"); ``advice`` ends the newer-version message.
+    """
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path} is corrupted: format_version={version!r} is not a positive integer "
+                         f"(all {what} carry one).")
+    if version > supported:
+        raise ValueError(f"{path} has format_version={version!r}; this ddcal-sklearn reads {what} up to "
+                         f"format_version={supported}{advice}")
+
+
 def atomic_write(path, write):
     """Write ``path`` through ``write(file)`` so that it is always the old or the new file, whole.
 
@@ -106,6 +122,13 @@ def atomic_write(path, write):
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def remove_stale_temporaries(path):
+    """Delete the temporary files that a process killed inside :func:`atomic_write` left beside ``path``."""
+    path = Path(path)
+    for tmp in path.parent.glob(f"{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory):

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import atomic_write, check_generator, draw_seed
+from ._utils import atomic_write, check_format_version, check_generator, draw_seed
 from ._validation import check_label_types
 from .masking import check_mask_ratio, mask_elements
 
@@ -581,15 +581,8 @@ def _read_calibration_state(path):
             f"{path} is not a saved calibration: it lacks \"format\": \"{CALIBRATION_FORMAT}\" "
             "(files written by MaskedTemperatureCalibrator.save_calibration have it)."
         )
-    version = state.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"{path} is a corrupted calibration file: format_version={version!r} is not "
-                         "a positive integer.")
-    if version > CALIBRATION_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format_version={version}; this ddcal-sklearn reads calibration files up to "
-            f"format_version={CALIBRATION_FORMAT_VERSION}. Upgrade ddcal-sklearn to read it."
-        )
+    check_format_version(state.get("format_version"), CALIBRATION_FORMAT_VERSION, path=path,
+                         what="calibration files")
     try:
         classes = state["classes"]
         if not isinstance(classes, list) or len(classes) < 2 or len(set(map(repr, classes))) != len(classes):

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._checkpoint import describe, read_checkpoint, to_cpu
-from ._utils import atomic_write, check_generator, draw_seed, resolve_device
+from ._utils import atomic_write, check_generator, draw_seed, remove_stale_temporaries, resolve_device
 from ._validation import check_label_types
 from .losses import FocalLoss
 from .nets import ConvNet, network_kwargs
@@ -821,8 +821,7 @@ class ConvNetClassifier(NeuralNetClassifier):
         run = None
         if self.checkpoint_dir is not None and not keep:
             path = self._checkpoint_path()
-            for stale in path.parent.glob(f"{path.name}.*.tmp"):  # left by a process killed mid-write
-                stale.unlink(missing_ok=True)
+            remove_stale_temporaries(path)
             fingerprint = self._fingerprint(X, y_encoded)
             run = _CheckpointRun(path, fingerprint, self._read_checkpoint(path, fingerprint))
         with self._out_of_memory_advice("fit"):

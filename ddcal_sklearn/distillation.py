@@ -15,8 +15,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, run_fingerprint, save_checkpoint
-from ._utils import check_generator, draw_seed, resolve_device
+from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, run_fingerprint, save_checkpoint
+from ._utils import check_generator, draw_seed, remove_stale_temporaries, resolve_device
 from ._validation import check_label_types
 from .augment import SiameseAugment
 from .masking import check_mask_ratio, mask_elements
@@ -494,8 +494,7 @@ class DatasetDistiller(BaseEstimator):
         if self.checkpoint_dir is not None:
             fingerprint = run_fingerprint(self, X, y_index, self.classes_, device)
             checkpoint = load_checkpoint(self._checkpoint_path(), fingerprint, self.checkpoint_dir)
-            if Path(self.checkpoint_dir).is_dir():
-                remove_stale_temporaries(self.checkpoint_dir)
+            remove_stale_temporaries(self._checkpoint_path())
         rng = check_generator(self.random_state)
         seeds = (draw_seed(rng), draw_seed(rng))
         if checkpoint is not None:  # equal for an int random_state; None resumes its own run's streams

@@ -9,7 +9,6 @@ import inspect
 import math
 
 import numpy as np
-import torch
 from torch import nn
 
 _NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")

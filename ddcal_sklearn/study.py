@@ -25,8 +25,6 @@ the DDNNs, MDT for MTT, and last the training-time baselines of the FDNN (the mo
 import argparse
 import hashlib
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,7 +36,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
-from ._utils import resolve_device
+from ._utils import atomic_write, resolve_device
 from .analysis import summarize_max_logits
 from .calibration import MaskedTemperatureCalibrator, fit_temperature
 from .classifier import ConvNetClassifier
@@ -72,7 +70,6 @@ ROW_LABELS = {
     "ts_own": "TS on the training set", "mts_own": "MTS on the training set",
     "mdt_mts_own": "MDT + MTS on the training set",
 }
-POSTHOC = ("ts", "isotonic", "sigmoid", "mts")
 
 # Budgets per dataset and hardware; "quick" is a smoke test of every step whose numbers mean nothing.
 # MTT's lr_images is large because its loss is normalised (see TrajectoryMatching).
@@ -195,13 +192,10 @@ class _Cache:
             return None
 
     def put(self, key, record, arrays=None):
-        if arrays:
-            tmp = self.path(key, ".tmp.npz")
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, self.path(key, ".npz"))
-        tmp = self.path(key, ".json.tmp")
-        tmp.write_text(json.dumps(_jsonable(record)))
-        os.replace(tmp, self.path(key))
+        if arrays:  # the arrays first: a unit counts as finished once its JSON exists
+            atomic_write(self.path(key, ".npz"), lambda file: np.savez_compressed(file, **arrays))
+        text = json.dumps(_jsonable(record)).encode()
+        atomic_write(self.path(key), lambda file: file.write(text))
 
     def arrays(self, key):
         path = self.path(key, ".npz")
@@ -218,15 +212,17 @@ def _network(settings, *, epochs, lr, seed, device, **options):
                              **module, **options)
 
 
-def _ece_vs_mask_ratio(net, X_val, y_index, seed):
+def _logits(net, X):
+    return np.asarray(net.decision_function(X), dtype=np.float64)
+
+
+def _ece_vs_mask_ratio(net, X_val, clean, y_index, seed):
     """Held-out ECE against mask ratio: T fitted on the masked logits of one validation half,
-    ECE of the clean logits of the other, both ways, averaged."""
+    ECE of the clean logits (``clean``) of the other, both ways, averaged."""
     half_a, half_b = train_test_split(np.arange(len(y_index)), test_size=0.5, stratify=y_index, random_state=seed)
-    clean = np.asarray(net.decision_function(X_val), dtype=np.float64)
     curve = []
     for ratio in CURVE_RATIOS:
-        masked = clean if ratio == 0 else np.asarray(
-            net.decision_function(mask_elements(X_val, ratio, random_state=seed)), dtype=np.float64)
+        masked = clean if ratio == 0 else _logits(net, mask_elements(X_val, ratio, random_state=seed))
         eces = []
         for fit, score in ((half_a, half_b), (half_b, half_a)):
             temperature = fit_temperature(masked[fit], y_index[fit])
@@ -236,21 +232,24 @@ def _ece_vs_mask_ratio(net, X_val, y_index, seed):
     return {"mask_ratios": list(CURVE_RATIOS), "ece": curve}
 
 
-def _own_set_calibration(net, X_own, y_own, X_val, y_val, X_test, y_test, seed):
+def _own_set_calibration(net, X_own, y_own, val_logits, y_val, test_logits, y_test, seed):
     """TS and MTS fitted on the network's own training set (the distilled-set-only setting).
 
     The MTS ratio is the one whose temperature gives the lowest ECE on the real validation split.
+    A calibrator around one frozen network predicts ``softmax(logits / T)``, so the clean
+    validation and test logits, computed once, score every ratio.
     """
     frozen, classes = FrozenEstimator(net), net.classes_
-    fitted = {r: MaskedTemperatureCalibrator(frozen, mask_ratio=r, random_state=seed).fit(X_own, y_own)
-              for r in (0.0, *OWN_SET_RATIOS)}
-    val_ece = {r: expected_calibration_error(y_val, c.predict_proba(X_val), n_bins=N_BINS, labels=classes)
-               for r, c in fitted.items() if r > 0}
+    temperature = {r: MaskedTemperatureCalibrator(frozen, mask_ratio=r, random_state=seed).fit(
+        X_own, y_own).temperatures_[0] for r in (0.0, *OWN_SET_RATIOS)}
+    val_ece = {r: expected_calibration_error(y_val, softmax(val_logits / temperature[r], axis=1), n_bins=N_BINS,
+                                             labels=classes)
+               for r in OWN_SET_RATIOS}
     best = min(val_ece, key=val_ece.get)
-    test = {"ts_own": _report(y_test, fitted[0.0].predict_proba(X_test), classes),
-            "mts_own": _report(y_test, fitted[best].predict_proba(X_test), classes)}
-    info = {"ratio": float(best), "temperature_ts": float(fitted[0.0].temperatures_[0]),
-            "temperature_mts": float(fitted[best].temperatures_[0]),
+    test = {"ts_own": _report(y_test, softmax(test_logits / temperature[0.0], axis=1), classes),
+            "mts_own": _report(y_test, softmax(test_logits / temperature[best], axis=1), classes)}
+    info = {"ratio": float(best), "temperature_ts": float(temperature[0.0]),
+            "temperature_mts": float(temperature[best]),
             "mask_ratios": list(OWN_SET_RATIOS), "val_ece": [float(val_ece[r]) for r in OWN_SET_RATIOS]}
     return test, info
 
@@ -262,11 +261,12 @@ def _score_network(net, X_val, y_val, X_test, y_test, seed, *, posthoc, keep_arr
     subset): TS and MTS are then also fitted on it, the setting where no real data is left.
     """
     classes = net.classes_
-    record = {"val": _report(y_val, net.predict_proba(X_val), classes)}
-    proba = net.predict_proba(X_test)
+    # one forward pass over each split; probabilities are the softmax of these logits
+    val_logits, logits = _logits(net, X_val), _logits(net, X_test)
+    record = {"val": _report(y_val, softmax(val_logits, axis=1), classes)}
+    proba = softmax(logits, axis=1)
     record["test"] = {"none": _report(y_test, proba, classes)}
     arrays = {"none": proba} if keep_arrays else {}
-    logits = np.asarray(net.decision_function(X_test), dtype=np.float64)
     record["max_logit"] = {"clean": summarize_max_logits(logits.max(axis=1))}
     if keep_arrays:
         arrays["max_logit_clean"] = logits.max(axis=1)
@@ -292,16 +292,16 @@ def _score_network(net, X_val, y_val, X_test, y_test, seed, *, posthoc, keep_arr
     record["mts_ratio"] = float(mts.mask_ratio_)
     record["mts_selection"] = {"mask_ratios": mts.mask_ratio_losses_.mask_ratios.tolist(),
                                "held_out_nll": mts.mask_ratio_losses_.losses.tolist()}
-    masked = np.asarray(net.decision_function(mask_elements(X_test, mts.mask_ratio_, random_state=seed))).max(axis=1)
+    masked = _logits(net, mask_elements(X_test, mts.mask_ratio_, random_state=seed)).max(axis=1)
     record["max_logit"]["masked"] = summarize_max_logits(masked)
     record["max_logit"]["masked_ratio"] = float(mts.mask_ratio_)
     if keep_arrays:
         arrays["max_logit_masked"] = masked
     y_index = np.searchsorted(classes, y_val)
-    record["ece_vs_mask_ratio"] = _ece_vs_mask_ratio(net, X_val, y_index, seed)
+    record["ece_vs_mask_ratio"] = _ece_vs_mask_ratio(net, X_val, val_logits, y_index, seed)
     if own is not None:
-        record["max_logit"]["own"] = summarize_max_logits(np.asarray(net.decision_function(own[0])).max(axis=1))
-        test, record["own_set"] = _own_set_calibration(net, *own, X_val, y_val, X_test, y_test, seed)
+        record["max_logit"]["own"] = summarize_max_logits(_logits(net, own[0]).max(axis=1))
+        test, record["own_set"] = _own_set_calibration(net, *own, val_logits, y_val, logits, y_test, seed)
         record["test"].update(test)
     return record, arrays
 
@@ -430,9 +430,7 @@ def _fmt(stat, scale=1.0, digits=3):
 def collect(cache, settings, methods, ipcs, seeds):
     """Rows of the results table from the cache: one per (training set, ipc, calibration)."""
     records = {}
-    for path in sorted(cache.root.glob("net-*.json")):
-        if path.name.endswith(".tmp"):
-            continue
+    for path in sorted(cache.root.glob("net-*.json")):  # temporary files end in .tmp: never matched
         r = json.loads(path.read_text())
         if r["seed"] in seeds:
             records[path.stem] = r
@@ -659,7 +657,7 @@ def _figures(output_dir, cache, records, methods, ipcs, seeds, y_test):
     seed, ipc = seeds[0], ipcs[0]
     names = [n for n in ("fdnn", "random", *methods)]
     keys = {n: f"net-{n}-{'full' if n == 'fdnn' else f'ipc{ipc}'}-none-seed{seed}" for n in names}
-    available = {n: cache.arrays(k) for n, k in keys.items() if cache.arrays(k) is not None and k in records}
+    available = {n: arrays for n, k in keys.items() if k in records and (arrays := cache.arrays(k)) is not None}
     written = []
     if available:
         fig, axes = plt.subplots(len(available), 3, figsize=(13, 4.2 * len(available)), squeeze=False)

@@ -1,14 +1,13 @@
 """Save and load synthetic sets as ``.npz`` files with JSON metadata: no pickle, ever."""
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._utils import atomic_write, check_format_version
 from ._validation import check_label_types
 
 FORMAT_VERSION = 1
@@ -88,19 +87,7 @@ def save_synthetic_set(path, X, y, **metadata):
         meta_json = json.dumps(meta)
     except TypeError as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, data=X, target=y, metadata=np.array(meta_json))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda file: np.savez(file, data=X, target=y, metadata=np.array(meta_json)))
 
 
 def load_synthetic_set(path):
@@ -131,15 +118,7 @@ def load_synthetic_set(path):
         raise ValueError(f"{path} is not a readable synthetic set (.npz with data, target, metadata): {exc}") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{path} is not a readable synthetic set: its metadata is not a JSON object.")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"{path} is not a readable synthetic set: format_version={version!r} is not a "
-                         "positive integer.")
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format_version={version!r}; this ddcal-sklearn reads up to {FORMAT_VERSION}. "
-            "Upgrade ddcal-sklearn to read it."
-        )
+    check_format_version(meta.get("format_version"), FORMAT_VERSION, path=path, what="synthetic sets")
     if data.ndim < 1 or target.shape != (len(data),):
         raise ValueError(f"{path} is corrupted: data has shape {data.shape} but target has shape {target.shape}.")
     return Bunch(data=data, target=target, metadata=meta)

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._utils import atomic_write, check_generator, draw_seed, resolve_device
+from ._utils import atomic_write, check_format_version, check_generator, draw_seed, resolve_device
 from .augment import SiameseAugment
 from .distillation import build_network
 from .nets import MLP, ConvNet, network_kwargs
@@ -133,12 +133,7 @@ def _read_npz(path, required, what):
         ) from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{path} is not a readable {what} file: its metadata is not a JSON object.")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format_version={version!r}; this ddcal-sklearn reads {what} files up to "
-            f"format_version={FORMAT_VERSION}. Upgrade ddcal-sklearn to read it."
-        )
+    check_format_version(meta.get("format_version"), FORMAT_VERSION, path=path, what=f"{what} files")
     return arrays, meta
 
 
