@@ -29,7 +29,7 @@ from _common import add_data_arguments, load_data, timed  # benchmarks/ is on sy
 from bench_dm import reference_dm
 
 from ddcal_sklearn import DatasetDistiller, ExpertTrajectories
-from ddcal_sklearn._gradient_matching import _loops_for_ipc
+from ddcal_sklearn.distillation._gradient_matching import _loops_for_ipc
 
 # Learning rates of the images per method, as the reference code uses them (MTT's loss is normalised).
 LR_IMAGES = {"dm": 1.0, "dc": 0.1, "dsa": 0.1, "mtt": 1000.0}

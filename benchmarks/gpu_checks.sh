@@ -45,11 +45,11 @@ timeout 150 $PY benchmarks/bench_distill.py --device "$DEVICE" "${BENCH[@]}" 2>&
 echo "bench_distill: ${SECONDS} s"
 timeout 60 $PY benchmarks/bench_classifier.py --device "$DEVICE" "${CLS[@]}" 2>&1 | tee "$OUT/bench_classifier.md"
 echo "bench_classifier done at ${SECONDS} s"
-timeout "$STUDY_SECONDS" $PY -m ddcal_sklearn.study --device "$DEVICE" --output-dir outputs/study-cifar10 \
+timeout "$STUDY_SECONDS" $PY -m ddcal_sklearn.apps.study --device "$DEVICE" --output-dir outputs/study-cifar10 \
     "${STUDY[@]}" > "$OUT/study_results.md" 2> "$OUT/study.log"
 echo "study exit $? at ${SECONDS} s"
 # a study stopped by its limit has written no report yet: write it from the cache (seconds)
-timeout 60 $PY -m ddcal_sklearn.study --device "$DEVICE" --output-dir outputs/study-cifar10 "${STUDY[@]}" \
+timeout 60 $PY -m ddcal_sklearn.apps.study --device "$DEVICE" --output-dir outputs/study-cifar10 "${STUDY[@]}" \
     --report-only > "$OUT/study_results.md" 2>> "$OUT/study.log"
 tail -n 5 "$OUT/study.log"
 # what comes back from a device is limited (16 MB a file): the report, figures and the per-network

@@ -4,14 +4,27 @@ scikit-learn-compatible tools to distil datasets, train skorch networks on them,
 calibrate those networks with Masked Temperature Scaling, and measure calibration.
 """
 
-from .analysis import max_logit_statistics, max_logits, summarize_max_logits
-from .augment import SiameseAugment
-from .calibration import MaskedTemperatureCalibrator, fit_temperature, load_calibration
-from .classifier import ConvNetClassifier, DeviceBatchIterator
+from .calibration import (
+    MaskedTemperatureCalibrator,
+    fit_temperature,
+    load_calibration,
+    max_logit_statistics,
+    max_logits,
+    summarize_max_logits,
+)
+from .classifier import ConvNetClassifier
 from .datasets import load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
-from .distillation import DatasetDistiller
+from .distillation import (
+    DatasetDistiller,
+    DistillationStrategy,
+    DistributionMatching,
+    ExpertTrajectories,
+    GradientMatching,
+    TrajectoryMatching,
+    load_synthetic_set,
+    save_synthetic_set,
+)
 from .distilled_classifier import DistilledClassifier
-from .losses import FocalLoss
 from .masking import mask_elements
 from .metrics import (
     adaptive_calibration_error,
@@ -28,27 +41,28 @@ from .metrics import (
     overconfidence_error,
     underconfidence_error,
 )
-from .nets import MLP, ConvNet
+from .nn import MLP, ConvNet, DeviceBatchIterator, FocalLoss, SiameseAugment
 from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
-from .synthetic_set import load_synthetic_set, save_synthetic_set
-from .trajectories import ExpertTrajectories
-
-__version__ = "0.1.0.dev0"
+from .utils import __version__
 
 __all__ = [
     "ConvNet",
     "ConvNetClassifier",
     "DatasetDistiller",
     "DeviceBatchIterator",
+    "DistillationStrategy",
     "DistilledClassifier",
+    "DistributionMatching",
     "ExpertTrajectories",
     "FocalLoss",
+    "GradientMatching",
     "MLP",
     "MaskRatioCurveDisplay",
     "MaskedTemperatureCalibrator",
     "MaxLogitDisplay",
     "ReliabilityDisplay",
     "SiameseAugment",
+    "TrajectoryMatching",
     "adaptive_calibration_error",
     "calibration_curve_top_label",
     "calibration_report",

@@ -2,7 +2,6 @@
 
 import contextlib
 import functools
-import hashlib
 import inspect
 import json
 import numbers
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EpochScoring, EpochTimer, LRScheduler, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.history import History
 from skorch.utils import is_dataset, to_device, to_numpy, to_tensor
@@ -23,141 +22,19 @@ from sklearn.utils._param_validation import Interval, validate_parameter_constra
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._checkpoint import describe, read_checkpoint, to_cpu
-from ._utils import atomic_write, check_generator, draw_seed, remove_stale_temporaries, resolve_device
-from ._validation import check_label_types
-from .losses import FocalLoss
-from .nets import ConvNet, network_kwargs
-
-
-class DeviceTensorDataset(torch.utils.data.Dataset):
-    """Inputs and targets held as tensors on the training device.
-
-    Parameters
-    ----------
-    X : torch.Tensor of shape (n_samples, ...)
-    y : torch.Tensor of shape (n_samples,) or None
-
-    Examples
-    --------
-    >>> import torch
-    >>> from ddcal_sklearn.classifier import DeviceTensorDataset
-    >>> ds = DeviceTensorDataset(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 0]))
-    >>> len(ds), ds[1][1].item()
-    (3, 1)
-    """
-
-    def __init__(self, X, y=None):
-        self.X = X
-        self.y = y
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, index):
-        return self.X[index], (self.y[index] if self.y is not None else torch.empty(0))
-
-
-def _dataset_tensors(dataset):
-    """The (X, y) tensors behind a DeviceTensorDataset or a skorch/torch Subset of one."""
-    if isinstance(dataset, DeviceTensorDataset):
-        return dataset.X, dataset.y
-    if isinstance(dataset, torch.utils.data.Subset):
-        X, y = _dataset_tensors(dataset.dataset)
-        index = torch.as_tensor(dataset.indices, device=X.device)
-        return X[index], (y[index] if y is not None else None)
-    raise TypeError(
-        f"DeviceBatchIterator needs a DeviceTensorDataset (or a Subset of one), got "
-        f"{type(dataset).__name__}; for other datasets pass "
-        "iterator_train=torch.utils.data.DataLoader."
-    )
-
-
-class DeviceBatchIterator:
-    """Mini-batches sliced from tensors, without per-sample Python calls.
-
-    A drop-in for ``torch.utils.data.DataLoader`` in skorch's ``iterator_train`` /
-    ``iterator_valid``: no per-sample ``__getitem__``, no collation and no copy, so an
-    epoch over a distilled set of a few hundred images costs a handful of kernel
-    launches rather than thousands of Python calls. Each batch is a view of the
-    dataset's tensors, on whatever device they live: :class:`ConvNetClassifier` keeps
-    training data on the device, and inference data on the host (each batch is moved
-    to the device only when the network runs on it).
-
-    Parameters
-    ----------
-    dataset : DeviceTensorDataset or torch.utils.data.Subset of one
-    batch_size : int, default=128
-    shuffle : bool, default=False
-        Draw a fresh permutation (on the device) at every pass.
-    generator : torch.Generator or None, default=None
-        Generator on the data's device used for the permutation.
-    drop_last : bool, default=False
-
-    Examples
-    --------
-    >>> import torch
-    >>> from ddcal_sklearn.classifier import DeviceBatchIterator, DeviceTensorDataset
-    >>> ds = DeviceTensorDataset(torch.arange(10.0), torch.arange(10))
-    >>> [len(xb) for xb, yb in DeviceBatchIterator(ds, batch_size=4)]
-    [4, 4, 2]
-    """
-
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None, drop_last=False):
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-        self.drop_last = drop_last
-
-    def __len__(self):
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self):
-        X, y = _dataset_tensors(self.dataset)
-        n = len(X)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=X.device)
-            X, y = X[order], (y[order] if y is not None else None)
-        stop = n - n % self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
-            end = start + self.batch_size
-            yield X[start:end], (y[start:end] if y is not None else None)
-
-
-class LRStepAtFraction(LRScheduler):
-    """Multiply the learning rate by ``gamma`` once, after ``fraction`` of ``max_epochs``.
-
-    The evaluation protocol of the dataset-distillation literature divides the
-    learning rate by 10 at half of training. The milestone follows the net's
-    ``max_epochs`` at the start of every ``fit``, so a grid search over
-    ``max_epochs`` stays faithful to it.
-
-    Parameters
-    ----------
-    fraction : float, default=0.5
-    gamma : float, default=0.1
-
-    Examples
-    --------
-    >>> from ddcal_sklearn import ConvNetClassifier
-    >>> from ddcal_sklearn.classifier import LRStepAtFraction
-    >>> net = ConvNetClassifier(callbacks__lr_scheduler__fraction=0.8)
-    """
-
-    def __init__(self, fraction=0.5, gamma=0.1, event_name="event_lr"):
-        super().__init__(policy=torch.optim.lr_scheduler.MultiStepLR, event_name=event_name)
-        self.fraction = fraction
-        self.gamma = gamma
-
-    def _get_scheduler(self, net, policy, **scheduler_kwargs):
-        milestone = max(1, int(round(self.fraction * net.max_epochs)))
-        return policy(net.optimizer_, milestones=[milestone], gamma=self.gamma)
-
-    @property
-    def kwargs(self):
-        return {}
+from .nn import ConvNet, DeviceBatchIterator, DeviceTensorDataset, FocalLoss, LRStepAtFraction, network_kwargs
+from .utils import (
+    check_generator,
+    check_label_types,
+    draw_seed,
+    dumps_with_arrays,
+    loads_with_arrays,
+    read_checkpoint,
+    remove_stale_temporaries,
+    resolve_device,
+    run_fingerprint,
+    save_checkpoint,
+)
 
 
 def _index_accuracy(net, X, y):
@@ -185,8 +62,6 @@ class _RequestedDevice:
 CHECKPOINT_FORMAT_VERSION = 1
 _CHECKPOINT_NAME = "classifier.pt"
 _CHECKPOINT_KIND = "ddcal_sklearn.ConvNetClassifier checkpoint"
-#: parameters that do not change the trained network, so a fit may resume with other values
-_NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every")
 _CHECKPOINT_KEYS = {
     "fingerprint": str, "epoch": int, "modules": dict, "criteria": dict, "optimizers": dict,
     "callbacks": dict, "history": str, "random_state": str, "mixup_random_state": str, "generators": dict,
@@ -237,26 +112,8 @@ def _plain(value):
     return _NOT_PLAIN  # a Counter (MultiStepLR's milestones), a set, a function...
 
 
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _json_object_hook(obj):
-    if "__ndarray__" in obj:
-        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
-    return obj
-
-
 def _rng_state(rng):
-    return "" if rng is None else json.dumps(rng.bit_generator.state, default=_json_default)
-
-
-def _sha256(array):
-    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
+    return "" if rng is None else dumps_with_arrays(rng.bit_generator.state)
 
 
 class ConvNetClassifier(NeuralNetClassifier):
@@ -717,17 +574,9 @@ class ConvNetClassifier(NeuralNetClassifier):
 
     def _fingerprint(self, X, y_encoded):
         """Everything that determines the trained network, as JSON-normalised data."""
-        params = {name: value for name, value in self.get_params(deep=False).items()
-                  if name not in _NOT_FINGERPRINTED}
-        # the type only: CPU and CUDA generator states differ, cuda:0 and cuda:1 do not
-        params["device"] = resolve_device(self.__dict__.get("device", "auto")).type
-        data = {
-            "X_shape": list(X.shape), "X_dtype": str(X.dtype), "X_sha256": _sha256(X),
-            "y_shape": list(y_encoded.shape), "y_sha256": _sha256(y_encoded.astype(np.int64)),
-            "classes": [str(c) for c in self._label_encoder.classes_.tolist()],
-        }
-        fingerprint = {"format_version": CHECKPOINT_FORMAT_VERSION, "params": describe(params), "data": data}
-        return json.loads(json.dumps(fingerprint, sort_keys=True))
+        return run_fingerprint(self.get_params(deep=False), X, y_encoded, self._label_encoder.classes_,
+                               resolve_device(self.__dict__.get("device", "auto")),
+                               format_version=CHECKPOINT_FORMAT_VERSION)
 
     def _read_checkpoint(self, path, fingerprint):
         """The checkpoint at ``path`` when it belongs to this fit; None when there is none."""
@@ -741,19 +590,18 @@ class ConvNetClassifier(NeuralNetClassifier):
                       (("shuffle", getattr(self, "_shuffle_generator", None)),
                        ("mixup", getattr(self, "_mixup_generator", None))) if generator is not None}
         state = {
-            "kind": _CHECKPOINT_KIND, "format_version": CHECKPOINT_FORMAT_VERSION,
             "fingerprint": json.dumps(fingerprint, sort_keys=True),
             "epoch": len(self.history),
             "modules": {name: getattr(self, name + "_").state_dict() for name in self._modules},
             "criteria": {name: getattr(self, name + "_").state_dict() for name in self._criteria},
             "optimizers": {name: getattr(self, name + "_").state_dict() for name in self._optimizers},
             "callbacks": self._callback_states(),
-            "history": json.dumps(list(self.history), default=_json_default),
+            "history": dumps_with_arrays(list(self.history)),
             "random_state": _rng_state(self._rng),
             "mixup_random_state": _rng_state(getattr(self, "_mixup_rng", None)),
             "generators": generators,
         }
-        atomic_write(path, lambda file: torch.save(to_cpu(state), file))
+        save_checkpoint(path, state, kind=_CHECKPOINT_KIND, format_version=CHECKPOINT_FORMAT_VERSION)
 
     def _callback_states(self):
         """The plain part of each LR scheduler's state_dict (the rest is rebuilt from parameters)."""
@@ -789,10 +637,9 @@ class ConvNetClassifier(NeuralNetClassifier):
             if generator is not None:
                 generator.set_state(saved[name].cpu())
         if self._mixup_rng is not None:
-            self._mixup_rng.bit_generator.state = json.loads(run.state["mixup_random_state"],
-                                                             object_hook=_json_object_hook)
+            self._mixup_rng.bit_generator.state = loads_with_arrays(run.state["mixup_random_state"])
         # last: the streams above were seeded from _rng, as in the interrupted fit
-        self._rng.bit_generator.state = json.loads(run.state["random_state"], object_hook=_json_object_hook)
+        self._rng.bit_generator.state = loads_with_arrays(run.state["random_state"])
 
     # --- public API ----------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._utils import check_generator
+from .utils import check_generator
 
 
 def check_mask_ratio(mask_ratio, *, param="mask_ratio"):

@@ -18,7 +18,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from ._validation import check_label_types
+from .utils import check_label_types
 
 __all__ = [
     "adaptive_calibration_error",
@@ -470,8 +470,9 @@ def _top_label_curve(y_true, y_prob, n_bins, strategy, labels):
     return acc[keep], conf[keep], counts[keep], edges[:-1][keep], edges[1:][keep]
 
 
-@validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
-def calibration_curve_top_label(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None):
+@validate_params({**_BINNED_CONSTRAINTS, "return_edges": ["boolean"]}, prefer_skip_nested_validation=True)
+def calibration_curve_top_label(y_true, y_prob, *, n_bins=15, strategy="uniform", labels=None,
+                                return_edges=False):
     """Top-label reliability curve: accuracy and confidence per non-empty bin.
 
     The binning is the one of :func:`expected_calibration_error`, so
@@ -489,6 +490,8 @@ def calibration_curve_top_label(y_true, y_prob, *, n_bins=15, strategy="uniform"
         Equal-width or equal-mass bins.
     labels : array-like of shape (n_classes,), default=None
         Class labels naming the columns of ``y_prob``.
+    return_edges : bool, default=False
+        Also return the lower and upper confidence edges of each non-empty bin.
 
     Returns
     -------
@@ -498,6 +501,8 @@ def calibration_curve_top_label(y_true, y_prob, *, n_bins=15, strategy="uniform"
         Mean top-label confidence per bin, non-decreasing.
     counts : ndarray of shape (n_nonempty_bins,)
         Number of samples per bin; sums to ``n_samples``.
+    lower, upper : ndarray of shape (n_nonempty_bins,)
+        Only with ``return_edges=True``: the edges of each bin.
 
     Examples
     --------
@@ -508,7 +513,8 @@ def calibration_curve_top_label(y_true, y_prob, *, n_bins=15, strategy="uniform"
     >>> acc.tolist(), conf.round(2).tolist(), counts.tolist()
     ([0.5, 1.0], [0.7, 0.9], [2, 2])
     """
-    return _top_label_curve(y_true, y_prob, n_bins, strategy, labels)[:3]
+    curve = _top_label_curve(y_true, y_prob, n_bins, strategy, labels)
+    return curve if return_edges else curve[:3]
 
 
 @validate_params(_COMMON_CONSTRAINTS, prefer_skip_nested_validation=True)

@@ -13,10 +13,9 @@ from sklearn.utils._optional_dependencies import check_matplotlib_support
 from sklearn.utils._plotting import _validate_style_kwargs
 from sklearn.utils.validation import check_is_fitted
 
-from .analysis import _check_max_logit_values, max_logits, summarize_max_logits
-from .calibration import MaskedTemperatureCalibrator
+from .calibration import MaskedTemperatureCalibrator, check_max_logit_values, max_logits, summarize_max_logits
 from .masking import check_mask_ratio
-from .metrics import _top_label_curve, expected_calibration_error
+from .metrics import calibration_curve_top_label, expected_calibration_error
 
 __all__ = ["MaskRatioCurveDisplay", "MaxLogitDisplay", "ReliabilityDisplay"]
 
@@ -226,12 +225,11 @@ class ReliabilityDisplay:
         200
         """
         check_matplotlib_support(f"{cls.__name__}.from_predictions")
-        # The public metric validates n_bins and strategy before the private curve runs.
         ece = expected_calibration_error(
             y_true, y_prob, n_bins=n_bins, strategy=strategy, labels=labels
         )
-        accuracy, confidence, counts, lower, upper = _top_label_curve(
-            y_true, y_prob, n_bins, strategy, labels
+        accuracy, confidence, counts, lower, upper = calibration_curve_top_label(
+            y_true, y_prob, n_bins=n_bins, strategy=strategy, labels=labels, return_edges=True
         )
         display = cls(
             accuracy,
@@ -340,7 +338,7 @@ class MaxLogitDisplay:
         The values, as float64.
     statistics : dict
         ``mean``, ``std``, ``median``, ``q25``, ``q75``, ``iqr`` and ``n``, as
-        :func:`~ddcal_sklearn.analysis.summarize_max_logits` returns them.
+        :func:`~ddcal_sklearn.summarize_max_logits` returns them.
     patches_ : matplotlib BarContainer or list of Polygon
         The histogram's artists, as :meth:`matplotlib.axes.Axes.hist` returns them.
     counts_ : ndarray of shape (n_bins,)
@@ -356,8 +354,8 @@ class MaxLogitDisplay:
 
     See Also
     --------
-    ddcal_sklearn.analysis.max_logits : The values.
-    ddcal_sklearn.analysis.max_logit_statistics : Their summary statistics.
+    ddcal_sklearn.max_logits : The values.
+    ddcal_sklearn.max_logit_statistics : Their summary statistics.
 
     Examples
     --------
@@ -377,7 +375,7 @@ class MaxLogitDisplay:
     """
 
     def __init__(self, max_logits, *, estimator_name=None, mask_ratio=None):
-        self.max_logits = _check_max_logit_values(max_logits, param="max_logits")
+        self.max_logits = check_max_logit_values(max_logits, param="max_logits")
         self.statistics = summarize_max_logits(self.max_logits)
         self.estimator_name = estimator_name
         self.mask_ratio = mask_ratio
@@ -506,7 +504,7 @@ class MaxLogitDisplay:
     ):
         """Plot the histogram of a fitted classifier's max logits on clean or masked ``X``.
 
-        The values are :func:`~ddcal_sklearn.analysis.max_logits`.
+        The values are :func:`~ddcal_sklearn.max_logits`.
 
         Parameters
         ----------

@@ -14,7 +14,7 @@ the same arguments resumes from the cache there; ``--report-only`` rebuilds the 
 Every hyper-parameter is chosen on a held-out real validation split, never on the test set.
 """
 
-from ddcal_sklearn.study import main
+from ddcal_sklearn.apps.study import main
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddcal_sklearn.augment import TRANSFORMS, DSAParams, SiameseAugment
+from ddcal_sklearn.nn._augment import TRANSFORMS, DSAParams, SiameseAugment
 
 SHAPES = [(5, 1, 8, 8), (3, 1, 28, 28), (4, 3, 32, 32)]
 

@@ -14,7 +14,7 @@ import torch
 
 from ddcal_sklearn import DatasetDistiller, distillation
 from ddcal_sklearn._checkpoint import CHECKPOINT_NAME, load_checkpoint, run_fingerprint
-from ddcal_sklearn._utils import resolve_device
+from ddcal_sklearn.utils import resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 300  # digits images per fit: 10 classes, cheap on 2 cores

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ddcal_sklearn.demo import CALIBRATIONS, MDT_MASK_RATIO, TRAINING_SETS, main, run_demo
-from ddcal_sklearn.synthetic_set import load_synthetic_set
+from ddcal_sklearn.apps.demo import CALIBRATIONS, MDT_MASK_RATIO, TRAINING_SETS, main, run_demo
+from ddcal_sklearn import load_synthetic_set
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ddcal_sklearn import MLP, ConvNet, ConvNetClassifier, DatasetDistiller, SiameseAugment
-from ddcal_sklearn._gradient_matching import (
+from ddcal_sklearn.distillation._gradient_matching import (
     GradientMatching,
     _gradient_distance,
     _loops_for_ipc,

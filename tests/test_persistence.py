@@ -18,7 +18,7 @@ from ddcal_sklearn import (
     load_synthetic_set,
     save_synthetic_set,
 )
-from ddcal_sklearn.calibration import CALIBRATION_FORMAT_VERSION
+from ddcal_sklearn.calibration._calibrator import CALIBRATION_FORMAT_VERSION
 
 NET = dict(module__width=8, module__depth=1, device="cpu", random_state=0, batch_size=64)
 

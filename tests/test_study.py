@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ddcal_sklearn import study
-from ddcal_sklearn.study import ROW_LABELS, TRAINING_BASELINES, run_study
+from ddcal_sklearn.apps import study
+from ddcal_sklearn.apps.study import ROW_LABELS, TRAINING_BASELINES, run_study
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ddcal_sklearn import ConvNet, DatasetDistiller, SiameseAugment, distillation
 from ddcal_sklearn import trajectories as trajectories_module
-from ddcal_sklearn._trajectory_matching import TrajectoryMatching, matching_loss
-from ddcal_sklearn.trajectories import ExpertTrajectories
+from ddcal_sklearn.distillation import TrajectoryMatching, matching_loss
+from ddcal_sklearn import ExpertTrajectories
 
 NET = {"width": 8, "depth": 2}
 EXPERTS = dict(n_experts=2, n_epochs=3, lr=0.05, batch_size=32, net_params=NET, random_state=0)

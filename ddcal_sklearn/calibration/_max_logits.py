@@ -12,14 +12,14 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._utils import check_generator
-from .calibration import _logits
-from .masking import check_mask_ratio, mask_elements
+from ..masking import check_mask_ratio, mask_elements
+from ..utils import check_generator
+from ._logits import logits
 
 __all__ = ["max_logit_statistics", "max_logits", "summarize_max_logits"]
 
 
-def _check_max_logit_values(values, *, param="values"):
+def check_max_logit_values(values, *, param="values"):
     """Validate a 1-D, non-empty, finite array of max logits; return it as float64."""
     array = np.asarray(values)
     if array.ndim != 1:
@@ -69,12 +69,12 @@ def summarize_max_logits(values):
 
     Examples
     --------
-    >>> from ddcal_sklearn.analysis import summarize_max_logits
+    >>> from ddcal_sklearn import summarize_max_logits
     >>> stats = summarize_max_logits([1.0, 2.0, 3.0, 4.0])
     >>> stats["mean"], stats["median"], stats["iqr"], stats["n"]
     (2.5, 2.5, 1.5, 4)
     """
-    values = _check_max_logit_values(values)
+    values = check_max_logit_values(values)
     q25, median, q75 = np.percentile(values, [25, 50, 75])
     return {
         "mean": float(np.mean(values)),
@@ -140,7 +140,7 @@ def max_logits(estimator, X, *, mask_ratio=0.0, random_state=None):
     --------
     >>> from sklearn.datasets import load_digits
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from ddcal_sklearn.analysis import max_logits
+    >>> from ddcal_sklearn import max_logits
     >>> X, y = load_digits(return_X_y=True)
     >>> X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-8)
     >>> clf = LogisticRegression(max_iter=1000).fit(X, y)
@@ -163,7 +163,7 @@ def max_logits(estimator, X, *, mask_ratio=0.0, random_state=None):
         raise ValueError(f"X must contain at least one sample, got shape {X.shape}.")
     if mask_ratio > 0.0:
         X = mask_elements(X, mask_ratio, random_state=check_generator(random_state))
-    return _logits(estimator, X).max(axis=1)
+    return logits(estimator, X).max(axis=1)
 
 
 def max_logit_statistics(estimator, X, *, mask_ratio=0.0, random_state=None):
@@ -198,7 +198,7 @@ def max_logit_statistics(estimator, X, *, mask_ratio=0.0, random_state=None):
     >>> import json
     >>> from sklearn.datasets import load_digits
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from ddcal_sklearn.analysis import max_logit_statistics
+    >>> from ddcal_sklearn import max_logit_statistics
     >>> X, y = load_digits(return_X_y=True)
     >>> clf = LogisticRegression(max_iter=1000).fit(X / 16, y)
     >>> stats = max_logit_statistics(clf, X / 16, mask_ratio=0.3, random_state=0)

@@ -20,6 +20,7 @@ Defaults follow ``ParamDiffAug`` of the reference implementation.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import NamedTuple, Sequence
 
@@ -238,6 +239,16 @@ class SiameseAugment:
             f"saturation={self.saturation}, contrast={self.contrast}, "
             f"flip_p={self.flip_p}, per_sample={self.per_sample})"
         )
+
+    def with_per_sample(self, per_sample=True) -> "SiameseAugment":
+        """A copy of this augmentation with ``per_sample`` set (every other setting kept).
+
+        Training steps augment every image independently (``per_sample=True``) with the
+        same settings as the Siamese draws of the matching loss.
+        """
+        other = copy.copy(self)
+        other.per_sample = bool(per_sample)
+        return other
 
     # ------------------------------------------------------------------ sampling
     def sample(

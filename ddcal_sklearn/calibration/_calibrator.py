@@ -6,109 +6,35 @@ from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import Bunch, check_array
+from sklearn.utils import Bunch
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import atomic_write, check_format_version, check_generator, draw_seed
-from ._validation import check_label_types
-from .masking import check_mask_ratio, mask_elements
-
-# Bounds on log(1/T), as in scikit-learn's temperature scaling, so that mask_ratio=0
-# reproduces CalibratedClassifierCV(method="temperature") exactly.
-_LOG_BETA_BOUNDS = (-10.0, 10.0)
+from ..utils import __version__
+from ..masking import check_mask_ratio, mask_elements
+from ..metrics import expected_calibration_error
+from ..utils import (
+    atomic_write,
+    check_format_version,
+    check_generator,
+    check_label_types,
+    draw_seed,
+    is_jsonable,
+    to_jsonable,
+)
+from ._logits import logits, with_feature_names
+from ._temperature import fit_temperature
 
 # The JSON files of MaskedTemperatureCalibrator.save_calibration / load_calibration.
 CALIBRATION_FORMAT = "ddcal_sklearn.MaskedTemperatureCalibrator"
 CALIBRATION_FORMAT_VERSION = 1
-
-
-def fit_temperature(logits, y):
-    """Temperature ``T > 0`` minimising the mean NLL of ``softmax(logits / T)``.
-
-    The NLL is convex in ``1 / T``; a bounded scalar search over ``log(1 / T)`` in
-    [-10, 10] (``T`` between 4.5e-5 and 2.2e4) is therefore exact, never NaN and
-    never non-positive, also for logits of extreme magnitude or calibration sets the
-    network classifies all right (``T`` goes to its lower bound) or all wrong.
-
-    Parameters
-    ----------
-    logits : array-like of shape (n_samples, n_classes)
-    y : array-like of shape (n_samples,)
-        Column index of the true class of each sample.
-
-    Returns
-    -------
-    temperature : float
-
-    Raises
-    ------
-    ValueError
-        If ``logits`` is not a finite 2-D array with at least one row, or ``y`` is
-        not one integer column index in ``[0, n_classes)`` per row.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ddcal_sklearn.calibration import fit_temperature
-    >>> rng = np.random.default_rng(0)
-    >>> logits = rng.normal(size=(2000, 3))
-    >>> y = np.array([rng.choice(3, p=np.exp(z) / np.exp(z).sum()) for z in 3 * logits])
-    >>> round(fit_temperature(3 * logits, y), 1)  # the data were drawn at temperature 1
-    1.0
-    """
-    logits = check_array(logits, dtype=np.float64, input_name="logits")
-    y_raw = np.asarray(y)
-    if y_raw.shape != (len(logits),):
-        raise ValueError(f"y must have shape ({len(logits)},), one class index per row of logits, "
-                         f"got shape {y_raw.shape}.")
-    numeric = y_raw.dtype.kind in "biu" or (y_raw.dtype.kind == "f" and np.isfinite(y_raw).all())
-    y = y_raw.astype(np.intp) if numeric else None
-    bad = y_raw if y is None else y_raw[(y != y_raw) | (y < 0) | (y >= logits.shape[1])]
-    if bad.size:
-        raise ValueError(f"y must hold column indices of logits, integers in [0, {logits.shape[1]}); "
-                         f"got {y_raw.dtype} values such as {bad[:5].tolist()}.")
-    true_logit = logits[np.arange(len(y)), y]
-
-    def nll(log_beta):
-        beta = np.exp(log_beta)
-        return np.mean(logsumexp(beta * logits, axis=1) - beta * true_logit)
-
-    result = minimize_scalar(nll, bounds=_LOG_BETA_BOUNDS, method="bounded",
-                             options={"xatol": 64 * np.finfo(np.float64).eps})
-    return float(np.exp(-result.x))
-
-
-def _logits(estimator, X, feature_names=None):
-    """Logits of ``estimator`` on ``X``: its decision_function, else log predict_proba.
-
-    ``X`` gets back the column names of the calibrator's DataFrame input when the
-    estimator was fitted on named columns (see :func:`_with_feature_names`).
-    """
-    if feature_names is not None and hasattr(estimator, "feature_names_in_"):
-        X = _with_feature_names(X, feature_names)
-    if hasattr(estimator, "decision_function"):
-        scores = np.asarray(estimator.decision_function(X), dtype=np.float64)
-    else:
-        proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
-        # log-probabilities differ from logits by a per-row shift, which softmax ignores
-        scores = np.log(np.clip(proba, np.finfo(np.float64).tiny, None))
-    if scores.ndim == 1 or scores.shape[1] == 1:  # binary decision function: logit of class 1
-        scores = np.column_stack([np.zeros(len(scores)), scores.ravel()])
-    if not np.all(np.isfinite(scores)):
-        raise ValueError(
-            f"{type(estimator).__name__} returned non-finite logits; the temperature "
-            "cannot be fitted. Check the estimator and its inputs."
-        )
-    return scores
 
 
 class _MaskedTemperaturePair:
@@ -121,35 +47,20 @@ class _MaskedTemperaturePair:
 
     def scaled_logits(self, X, n_classes, feature_names=None):
         out = np.full((len(X), n_classes), -np.inf)
-        out[:, self.class_index] = _logits(self.estimator, X, feature_names) / self.temperature
+        out[:, self.class_index] = logits(self.estimator, X, feature_names) / self.temperature
         return out
-
-
-def _with_feature_names(X, feature_names):
-    """``X`` as a DataFrame with the calibrator's column names, for estimators that use names.
-
-    Masking needs a numeric array, so the calibrator validates X into one; but clones
-    it fits on a DataFrame must get one (as in ``CalibratedClassifierCV``), and an
-    estimator fitted on named columns (a ColumnTransformer selecting columns by
-    name, anything that checks ``feature_names_in_``) must still see the names.
-    """
-    if feature_names is None:
-        return X
-    import pandas as pd  # only reached for DataFrame input, so pandas is there
-
-    return pd.DataFrame(X, columns=feature_names)
 
 
 def _held_out_logits(fitted, X, mask_ratios, rng, feature_names=None):
     """Logits of ``X`` masked at every ratio, and clean ones when a ratio must be chosen."""
-    clean = _logits(fitted, X, feature_names) if len(mask_ratios) > 1 else None
-    masked = [_logits(fitted, mask_elements(X, r, random_state=rng), feature_names) for r in mask_ratios]
+    clean = logits(fitted, X, feature_names) if len(mask_ratios) > 1 else None
+    masked = [logits(fitted, mask_elements(X, r, random_state=rng), feature_names) for r in mask_ratios]
     return clean, masked
 
 
 def _fit_fold(estimator, X, y, train, test, mask_ratios, seed, fit_params, feature_names=None):
     """Fit a clone on ``train``; held-out logits of ``test``."""
-    fitted = clone(estimator).fit(_with_feature_names(X[train], feature_names), y[train], **fit_params)
+    fitted = clone(estimator).fit(with_feature_names(X[train], feature_names), y[train], **fit_params)
     clean, masked = _held_out_logits(fitted, X[test], mask_ratios, np.random.default_rng(seed), feature_names)
     return fitted, test, clean, masked
 
@@ -351,7 +262,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         else:
             all_test = np.concatenate([test for _, test, _, _ in folds])
             temperature = fit_temperature(np.concatenate([f[3][choice] for f in folds]), y_index[all_test])
-            final = estimator if frozen else clone(estimator).fit(_with_feature_names(X, names), y, **fit_params)
+            final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y, **fit_params)
             pairs = [(final, temperature)]
         self.calibrated_classifiers_ = [
             _MaskedTemperaturePair(est, t, np.searchsorted(self.classes_, est.classes_))
@@ -362,8 +273,6 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
 
     def _selection_losses(self, masked_by_ratio, clean, y_index, rng):
         """Held-out loss of each ratio: fit T on masked logits of one half, score clean logits of the other."""
-        from .metrics import expected_calibration_error
-
         n_classes = len(self.classes_)
         counts = np.bincount(y_index, minlength=n_classes)
         splitter = (StratifiedKFold if counts[counts > 0].min() >= 2 else KFold)(
@@ -493,8 +402,6 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         >>> bool((restored.predict_proba(X[1000:]) == mts.predict_proba(X[1000:])).all())
         True
         """
-        from . import __version__
-
         check_is_fitted(self)
         frozen = self.estimator
         if not isinstance(frozen, FrozenEstimator) or any(
@@ -511,11 +418,11 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         for name, value in self.get_params(deep=False).items():
             if name == "estimator":
                 continue
-            value = _json_value(value)
-            if value is _NOT_JSON:
-                value = None
+            if is_jsonable(value):
+                params[name] = to_jsonable(value)
+            else:
+                params[name] = None
                 unsaved.append(name)
-            params[name] = value
         losses = self.mask_ratio_losses_
         inner = frozen.estimator
         state = {
@@ -546,22 +453,6 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
-
-
-_NOT_JSON = object()
-
-
-def _json_value(value):
-    """``value`` as plain JSON data, or ``_NOT_JSON``."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return _NOT_JSON
-    return value
 
 
 def _read_calibration_state(path):

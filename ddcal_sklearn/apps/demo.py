@@ -33,13 +33,19 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
-from ._utils import resolve_device
-from .calibration import MaskedTemperatureCalibrator
-from .classifier import ConvNetClassifier
-from .datasets import DATA_ENV, load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
-from .distillation import DatasetDistiller
-from .metrics import calibration_report
-from .plotting import ReliabilityDisplay
+from ddcal_sklearn import (
+    ConvNetClassifier,
+    DatasetDistiller,
+    MaskedTemperatureCalibrator,
+    ReliabilityDisplay,
+    calibration_report,
+    load_cifar10,
+    load_digits_images,
+    load_fashion_mnist,
+    unnormalize,
+)
+from ddcal_sklearn.datasets import DATA_ENV
+from ddcal_sklearn.utils import resolve_device
 
 __all__ = ["format_table", "main", "run_demo"]
 

@@ -1,72 +1,14 @@
-"""Small private helpers shared by the estimators: devices, random streams and atomic files."""
+"""Files: atomic writes, format versions, and the one ``.npz``-with-JSON-metadata reader and writer."""
 
-import numbers
+import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-_DEVICE_HELP = "use 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'"
-
-
-def resolve_device(device, *, param="device"):
-    """Turn a ``device`` parameter into a concrete :class:`torch.device`.
-
-    ``"auto"`` picks CUDA when it is available. An explicit CUDA device on a machine
-    without CUDA is an error here, before any work starts, rather than a deep
-    traceback from the first tensor copy.
-    """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{param}={device!r} is not a device: {_DEVICE_HELP}.") from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"{param}={device!r} but CUDA is not available on this machine: "
-                f"{_DEVICE_HELP}."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"{param}={device!r} but only {torch.cuda.device_count()} CUDA "
-                f"device(s) exist."
-            )
-    return resolved
-
-
-def check_generator(random_state):
-    """Turn ``random_state`` into a :class:`numpy.random.Generator`, once per fit.
-
-    Accepts what scikit-learn accepts (None, an int, a ``RandomState``) plus a
-    ``Generator``. A ``RandomState`` is consumed (one draw), as scikit-learn would.
-    """
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
-    if random_state is None or isinstance(random_state, numbers.Integral):
-        return np.random.default_rng(random_state)
-    raise ValueError(
-        f"random_state={random_state!r} is not valid: use None, an int, a "
-        "numpy.random.RandomState or a numpy.random.Generator."
-    )
-
-
-def draw_seed(rng):
-    """One 63-bit seed from a numpy Generator, for a torch.Generator or a clone."""
-    return int(rng.integers(0, 2**63 - 1))
-
-
-def torch_generator(rng, device):
-    """A :class:`torch.Generator` on ``device`` seeded from the numpy Generator ``rng``."""
-    generator = torch.Generator(device=torch.device(device))
-    generator.manual_seed(draw_seed(rng))
-    return generator
-
+from ._json import to_jsonable
 
 def check_format_version(version, supported, *, path, what, advice=". Upgrade ddcal-sklearn to read it."):
     """Refuse a saved file whose ``format_version`` is not an int in ``[1, supported]``.
@@ -142,3 +84,41 @@ def _fsync_directory(directory):
         pass
     finally:
         os.close(fd)
+
+
+def write_npz(path, arrays, metadata, *, format_version):
+    """Write ``arrays`` and a JSON ``metadata`` entry to ``path`` (.npz) atomically; never pickles.
+
+    ``metadata`` gets ``format_version``; it must be JSON data once NumPy values are made
+    plain (:func:`to_jsonable`), else ``TypeError``.
+    """
+    meta = to_jsonable({**metadata, "format_version": format_version})
+    try:
+        meta_json = json.dumps(meta)
+    except TypeError as exc:
+        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
+    return atomic_write(path, lambda file: np.savez(file, metadata=np.array(meta_json), **arrays))
+
+
+def read_npz(path, required, *, what, format_version):
+    """The arrays ``required`` and the metadata dict of an .npz written by :func:`write_npz`.
+
+    Read with ``allow_pickle=False``. A missing file raises ``FileNotFoundError``;
+    anything unreadable, a metadata entry that is not a JSON object, or a newer
+    ``format_version`` raises ``ValueError`` naming the file and ``what`` it should be.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in required}
+            meta = json.loads(str(archive["metadata"]))
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: truncated
+        raise ValueError(
+            f"{path} is not a readable {what} (.npz with {', '.join(required)} and metadata): {exc}"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a readable {what}: its metadata is not a JSON object.")
+    check_format_version(meta.get("format_version"), format_version, path=path, what=f"{what}s")
+    return arrays, meta

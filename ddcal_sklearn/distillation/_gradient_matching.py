@@ -11,10 +11,11 @@ import numbers
 
 import torch
 import torch.nn.functional as F
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call, grad, vmap
 
-from .augment import SiameseAugment
-from .distillation import DistillationStrategy, reinitialize_
+from ..nn import reinitialize_
+from ._strategy import DistillationStrategy, StrategyRun
 
 #: (outer_loop, inner_loop) per images-per-class count, the values found good by
 #: Zhao et al. (their ``get_loops``); other ipc values take the nearest entry.
@@ -102,15 +103,6 @@ def _gradient_distance(g_syn, g_real, distance="layerwise_cosine"):
     raise ValueError(f"distance={distance!r} is unknown; use one of {list(_DISTANCES)}.")
 
 
-def _check_positive_int(value, name, *, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        allowed = "a positive int or None" if allow_none else "a positive int"
-        raise ValueError(f"method_params[{name!r}]={value!r} is not valid: use {allowed}.")
-    return int(value)
-
-
 class GradientMatching(DistillationStrategy):
     """Gradient matching: DC (Zhao, Mopuri & Bilen, 2021) and DSA (Zhao & Bilen, 2021).
 
@@ -135,7 +127,7 @@ class GradientMatching(DistillationStrategy):
     distiller's image update, :meth:`after_step` trains the network for
     ``inner_loop`` epochs (SGD, ``lr_net``) on the detached synthetic set, except
     after the last step of each block of ``outer_loop`` iterations, where the
-    network is instead redrawn (:func:`~ddcal_sklearn.distillation.reinitialize_`
+    network is instead redrawn (:func:`~ddcal_sklearn.nn.reinitialize_`
     from the distiller's device generator; its optimiser is reset too) before the
     next loss. ``n_iterations`` distiller iterations are therefore
     ``n_iterations / outer_loop`` reference iterations: the reference's 1000
@@ -151,10 +143,10 @@ class GradientMatching(DistillationStrategy):
     loss back-propagates into ``X_syn`` and nowhere else. Networks with batch
     statistics (BatchNorm) are rejected.
 
-    **Augmentation.** Method ``"dc"`` ignores the distiller's ``augment`` parameter
-    (DC as published uses no augmentation while learning the images, and the
-    distiller's default ``augment="dsa"`` would otherwise turn every DC run into
-    DSA). Method ``"dsa"`` requires ``augment="dsa"``. One Siamese draw is shared by
+    **Augmentation.** With ``dsa=False`` (``method="dc"``) the distiller's ``augment``
+    parameter is ignored (DC as published uses no augmentation while learning the
+    images, and the distiller's default ``augment="dsa"`` would otherwise turn every
+    DC run into DSA). ``dsa=True`` (``method="dsa"``) requires ``augment="dsa"``. One Siamese draw is shared by
     all classes of an iteration (the reference draws one per class; batching the
     classes needs a single draw).
 
@@ -167,12 +159,9 @@ class GradientMatching(DistillationStrategy):
 
     Parameters
     ----------
-    distiller, real, net, augment, generators
-        As for :class:`~ddcal_sklearn.distillation.DistillationStrategy`; the
-        distiller builds the strategy for ``method="dc"`` and ``method="dsa"``.
-
-    Other Parameters
-    ----------------
+    dsa : bool, default=False
+        Differentiable Siamese augmentation: False is DC (``method="dc"``), True is
+        DSA (``method="dsa"``).
     outer_loop : int or None, default=None
         Iterations between two network redraws. None: from ``ipc`` as in the
         reference (ipc 1: 1, 10: 10, 20: 20, 30: 30, 40: 40, 50: 50; other values
@@ -198,9 +187,9 @@ class GradientMatching(DistillationStrategy):
         ``"mse"``: squared Euclidean distance over all parameters. ``"cosine"``:
         ``1 - cos`` of all gradients flattened into one vector.
 
-    The keys above are passed as ``DatasetDistiller(method_params={...})``; unknown
-    keys and invalid values raise ``ValueError`` before any work. The distance is
-    summed over classes: ``loss_curve_`` holds that sum. The reference learns the
+    Pass an instance as ``DatasetDistiller(method=GradientMatching(...))``: every
+    parameter is then reachable as ``method__<name>`` (``GridSearchCV``), and invalid
+    values raise ``ValueError`` before any work. The distance is summed over classes: ``loss_curve_`` holds that sum. The reference learns the
     images with ``lr_images=0.1`` and ``momentum=0.5`` (pass them to the
     distiller; its default ``lr_images=1.0`` is DM's, and also works for DC).
 
@@ -216,131 +205,141 @@ class GradientMatching(DistillationStrategy):
 
     Examples
     --------
-    >>> from ddcal_sklearn import DatasetDistiller, load_digits_images
+    >>> from ddcal_sklearn import DatasetDistiller, GradientMatching, load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> d = DatasetDistiller(method="dsa", ipc=2, n_iterations=4, lr_images=0.1,
-    ...                      net_params={"width": 8, "depth": 2},
-    ...                      method_params={"outer_loop": 2, "inner_loop": 1}, random_state=0)
+    >>> d = DatasetDistiller(method=GradientMatching(dsa=True, outer_loop=2, inner_loop=1),
+    ...                      ipc=2, n_iterations=4, lr_images=0.1,
+    ...                      net_params={"width": 8, "depth": 2}, random_state=0)
     >>> d.fit(X, y).X_synthetic_.shape, d.loss_curve_.shape
     ((20, 1, 8, 8), (4,))
     """
 
-    defaults = {
-        "outer_loop": None,
-        "inner_loop": None,
-        "lr_net": 0.01,
-        "momentum_net": 0.0,
-        "batch_syn": None,
-        "batch_train": 256,
-        "distance": "layerwise_cosine",
+    _parameter_constraints = {
+        "dsa": ["boolean"],
+        "outer_loop": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "inner_loop": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "lr_net": [Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum_net": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_syn": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "batch_train": [Interval(numbers.Integral, 1, None, closed="left")],
+        "distance": [StrOptions(set(_DISTANCES))],
     }
 
-    def __init__(self, *args):
-        super().__init__(*args)
-        method = self.d.method
-        p = self.params
-        default_outer, default_inner = _loops_for_ipc(self.ipc)
-        outer = _check_positive_int(p["outer_loop"], "outer_loop", allow_none=True)
-        inner = _check_positive_int(p["inner_loop"], "inner_loop", allow_none=True)
-        self.outer_loop = default_outer if outer is None else outer
-        self.inner_loop = default_inner if inner is None else inner
-        self.batch_train = _check_positive_int(p["batch_train"], "batch_train")
-        self.batch_syn = _check_positive_int(p["batch_syn"], "batch_syn", allow_none=True)
-        if self.batch_syn is not None and self.batch_syn > self.ipc:
-            raise ValueError(f"method_params['batch_syn']={self.batch_syn} is larger than ipc={self.ipc}.")
-        for name in ("lr_net", "momentum_net"):
-            value = p[name]
-            low_ok = value > 0 if name == "lr_net" else value >= 0
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low_ok:
-                allowed = "a float > 0" if name == "lr_net" else "a float >= 0"
-                raise ValueError(f"method_params[{name!r}]={value!r} is not valid: use {allowed}.")
-        if p["distance"] not in _DISTANCES:
-            raise ValueError(f"method_params['distance']={p['distance']!r} is unknown; use one of {list(_DISTANCES)}.")
-        self.distance = p["distance"]
-        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net.modules()):
+    def __init__(self, dsa=False, *, outer_loop=None, inner_loop=None, lr_net=0.01, momentum_net=0.0,
+                 batch_syn=None, batch_train=256, distance="layerwise_cosine"):
+        self.dsa = dsa
+        self.outer_loop = outer_loop
+        self.inner_loop = inner_loop
+        self.lr_net = lr_net
+        self.momentum_net = momentum_net
+        self.batch_syn = batch_syn
+        self.batch_train = batch_train
+        self.distance = distance
+
+    def check(self, *, ipc, augment, n_dims):
+        if self.batch_syn is not None and self.batch_syn > ipc:
+            raise ValueError(f"batch_syn={self.batch_syn} of GradientMatching is larger than ipc={ipc}: "
+                             f"lower it to at most {ipc}, or None for all images.")
+        if self.dsa and augment is None:
+            raise ValueError("method='dsa' (GradientMatching(dsa=True)) needs augment='dsa'; use method='dc' "
+                             "(dsa=False) for no augmentation.")
+
+    def start(self, context):
+        return _GradientMatchingRun(self, context)
+
+
+class _GradientMatchingRun(StrategyRun):
+    """One fit of gradient matching: the matching network, its optimiser, the position in the outer loop."""
+
+    def __init__(self, strategy, context):
+        super().__init__(strategy, context)
+        net = context.net
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
             raise ValueError(
-                f"method={method!r} computes the per-class gradients in one batched pass, which needs a "
-                "network without batch statistics; use a per-sample normalisation, e.g. "
+                f"method={'dsa' if strategy.dsa else 'dc'!r} computes the per-class gradients in one batched "
+                "pass, which needs a network without batch statistics; use a per-sample normalisation, e.g. "
                 "net_params={'norm': 'instancenorm'}."
             )
-        if method == "dsa":
-            if self.augment is None:
-                raise ValueError("method='dsa' needs augment='dsa' (use method='dc' for no augmentation).")
-            a = self.augment
-            self._train_augment = SiameseAugment(
-                a.strategy, mode=a.mode, scale=a.scale, rotate=a.rotate, crop_ratio=a.crop_ratio,
-                cutout_ratio=a.cutout_ratio, brightness=a.brightness, saturation=a.saturation,
-                contrast=a.contrast, flip_p=a.flip_p, per_sample=True,
-            )
-        else:  # DC: no augmentation while learning the images (see the class docstring)
-            self.augment = None
-            self._train_augment = None
-        self.net.requires_grad_(True).train()
-        self.per_class_real = min(self.d.batch_real, self.real.min_count)
-        device = next(self.net.parameters()).device
-        self._labels_syn = torch.arange(self.n_classes, device=device).repeat_interleave(self.ipc)
-        self._net_optimizer = None
-        self._step = 0
+        default_outer, default_inner = _loops_for_ipc(context.ipc)
+        self.outer_loop = default_outer if strategy.outer_loop is None else int(strategy.outer_loop)
+        self.inner_loop = default_inner if strategy.inner_loop is None else int(strategy.inner_loop)
+        self.batch_syn = strategy.batch_syn
+        # DC learns the images without augmentation; DSA trains the network with per-image draws
+        self.augment = context.augment if strategy.dsa else None
+        self.train_augment = self.augment.with_per_sample() if self.augment is not None else None
+        net.requires_grad_(True).train()
+        self.per_class_real = min(context.batch_real, context.real.min_count)
+        self.labels_syn = torch.arange(context.n_classes, device=context.device).repeat_interleave(context.ipc)
+        self.net_optimizer = None
+        self.step = 0
 
     def _reset_network(self):
-        reinitialize_(self.net, self.gen_device)
-        self._net_optimizer = self._new_net_optimizer()
+        reinitialize_(self.context.net, self.context.gen_device)
+        self.net_optimizer = self._new_net_optimizer()
 
     def _new_net_optimizer(self):
-        return torch.optim.SGD(self.net.parameters(), lr=self.params["lr_net"], momentum=self.params["momentum_net"])
+        s = self.strategy
+        return torch.optim.SGD(self.context.net.parameters(), lr=s.lr_net, momentum=s.momentum_net)
 
     def state_dict(self):
         """The matching network, its optimiser and the position in the outer loop (for checkpoints)."""
-        optimizer = None if self._net_optimizer is None else self._net_optimizer.state_dict()
-        return {"step": self._step, "net": self.net.state_dict(), "net_optimizer": optimizer}
+        optimizer = None if self.net_optimizer is None else self.net_optimizer.state_dict()
+        return {"step": self.step, "net": self.context.net.state_dict(), "net_optimizer": optimizer}
 
     def load_state_dict(self, state):
-        self._step = int(state["step"])
-        self.net.load_state_dict(state["net"])
-        self._net_optimizer = None
+        self.step = int(state["step"])
+        self.context.net.load_state_dict(state["net"])
+        self.net_optimizer = None
         if state["net_optimizer"] is not None:  # None: the network is drawn at the next loss
-            self._net_optimizer = self._new_net_optimizer()
-            self._net_optimizer.load_state_dict(state["net_optimizer"])
+            self.net_optimizer = self._new_net_optimizer()
+            self.net_optimizer.load_state_dict(state["net_optimizer"])
 
     def _synthetic_batch(self, X_syn):
         """``batch_syn`` synthetic images of every class (all of them by default), class-major."""
-        if self.batch_syn is None or self.batch_syn == self.ipc:
+        c = self.context
+        if self.batch_syn is None or self.batch_syn == c.ipc:
             return X_syn
-        keys = torch.rand(self.n_classes, self.ipc, generator=self.gen_device, device=X_syn.device)
+        keys = torch.rand(c.n_classes, c.ipc, generator=c.gen_device, device=X_syn.device)
         picks = keys.topk(self.batch_syn, dim=1, largest=False).indices
-        offsets = torch.arange(self.n_classes, device=X_syn.device)[:, None] * self.ipc
+        offsets = torch.arange(c.n_classes, device=X_syn.device)[:, None] * c.ipc
         return X_syn[(offsets + picks).reshape(-1)]
 
     def loss(self, X_syn):
-        if self._step % self.outer_loop == 0:
+        c = self.context
+        if self.step % self.outer_loop == 0:
             self._reset_network()
         syn = self._synthetic_batch(X_syn)
-        real, syn = self.siamese(self.real.sample(self.per_class_real), self.mdt(syn))
-        params = {name: p.detach() for name, p in self.net.named_parameters()}
-        buffers = dict(self.net.named_buffers())
+        if self.augment is None:
+            real, syn = c.real.sample(self.per_class_real), c.mdt(syn)
+        else:
+            real, syn = c.siamese(c.real.sample(self.per_class_real), c.mdt(syn), self.augment)
+        params = {name: p.detach() for name, p in c.net.named_parameters()}
+        buffers = dict(c.net.named_buffers())
         with torch.no_grad():  # torch.func.grad still differentiates inside
-            g_real = _per_class_gradients(self.net, params, real, self.n_classes, buffers)
-        g_syn = _per_class_gradients(self.net, params, syn, self.n_classes, buffers)
-        return _gradient_distance(g_syn, g_real, self.distance)
+            g_real = _per_class_gradients(c.net, params, real, c.n_classes, buffers)
+        g_syn = _per_class_gradients(c.net, params, syn, c.n_classes, buffers)
+        return _gradient_distance(g_syn, g_real, self.strategy.distance)
 
     def after_step(self, X_syn):
-        last_of_block = self._step % self.outer_loop == self.outer_loop - 1
-        self._step += 1
+        c = self.context
+        last_of_block = self.step % self.outer_loop == self.outer_loop - 1
+        self.step += 1
         if last_of_block:  # the network is redrawn before the next loss
             return
         X = X_syn.detach()
         n = X.shape[0]
+        batch_train = self.strategy.batch_train
         for _ in range(self.inner_loop):
-            if n > self.batch_train:
-                batches = torch.randperm(n, generator=self.gen_device, device=X.device).split(self.batch_train)
+            if n > batch_train:
+                batches = torch.randperm(n, generator=c.gen_device, device=X.device).split(batch_train)
             else:
                 batches = (None,)
             for index in batches:
-                x, y = (X, self._labels_syn) if index is None else (X[index], self._labels_syn[index])
-                x = self.mdt(x)
-                if self._train_augment is not None:
-                    x = self._train_augment(x, self._train_augment.sample(x.shape[0], self.gen_cpu, device=x.device))
-                loss = F.cross_entropy(self.net(x), y)
-                self._net_optimizer.zero_grad(set_to_none=True)
+                x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
+                x = c.mdt(x)
+                if self.train_augment is not None:
+                    x = self.train_augment(x, self.train_augment.sample(x.shape[0], c.gen_cpu, device=x.device))
+                loss = F.cross_entropy(c.net(x), y)
+                self.net_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                self._net_optimizer.step()
+                self.net_optimizer.step()

@@ -25,7 +25,7 @@ def check_label_types(y, *, param="y"):
 
     Examples
     --------
-    >>> from ddcal_sklearn._validation import check_label_types
+    >>> from ddcal_sklearn.utils import check_label_types
     >>> check_label_types([0, 1, 1])
     >>> check_label_types(["cat", "dog"])
     >>> check_label_types([0, "dog"])  # doctest: +ELLIPSIS

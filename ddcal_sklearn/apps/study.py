@@ -36,17 +36,24 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
-from ._utils import atomic_write, resolve_device
-from .analysis import summarize_max_logits
-from .calibration import MaskedTemperatureCalibrator, fit_temperature
-from .classifier import ConvNetClassifier
-from .datasets import load_cifar10, load_digits_images, load_fashion_mnist
+from ddcal_sklearn import (
+    ConvNetClassifier,
+    DatasetDistiller,
+    ExpertTrajectories,
+    MaskedTemperatureCalibrator,
+    expected_calibration_error,
+    fit_temperature,
+    load_cifar10,
+    load_digits_images,
+    load_fashion_mnist,
+    load_synthetic_set,
+    mask_elements,
+    save_synthetic_set,
+    summarize_max_logits,
+)
+from ddcal_sklearn.utils import atomic_write, resolve_device
+
 from .demo import _default_data_root, _hardware, _jsonable, _random_real_subset, _report
-from .distillation import DatasetDistiller
-from .masking import mask_elements
-from .metrics import expected_calibration_error
-from .synthetic_set import load_synthetic_set, save_synthetic_set
-from .trajectories import ExpertTrajectories
 
 __all__ = ["main", "run_study", "STUDY_SETTINGS"]
 
@@ -652,7 +659,7 @@ def _figures(output_dir, cache, records, methods, ipcs, seeds, y_test):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
+    from ddcal_sklearn import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
 
     seed, ipc = seeds[0], ipcs[0]
     names = [n for n in ("fdnn", "random", *methods)]

@@ -7,11 +7,9 @@ trains them once, stores them as flat parameter vectors, and saves and loads the
 without pickle, so the expensive part of MTT can be reused across distillations.
 """
 
-import hashlib
 import json
 import numbers
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +22,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._utils import atomic_write, check_format_version, check_generator, draw_seed, resolve_device
-from .augment import SiameseAugment
-from .distillation import build_network
-from .nets import MLP, ConvNet, network_kwargs
+from ..nn import (
+    MLP,
+    ConvNet,
+    SiameseAugment,
+    build_network,
+    flatten_parameters,
+    network_kwargs,
+    reinitialize_,
+    unflatten_parameters,
+)
+from ..utils import check_generator, draw_seed, read_npz, resolve_device, run_fingerprint, to_jsonable, write_npz
 
 __all__ = ["ExpertTrajectories"]
 
@@ -45,26 +50,7 @@ def _class_path(net_class):
 def _net_spec(net_class, net_params, X, n_classes):
     """JSON description of the network: class path and its constructor arguments."""
     params = network_kwargs(net_class, X.shape[1:], n_classes, net_params)
-    return {"class": _class_path(net_class), "params": {name: _jsonable(v) for name, v in params.items()}}
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def flatten_parameters(module):
-    """The parameters of ``module`` as one flat vector, in ``named_parameters()`` order (detached)."""
-    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+    return {"class": _class_path(net_class), "params": to_jsonable(params)}
 
 
 def _train_expert(net, X, y, *, n_epochs, lr, momentum, weight_decay, batch_size, augment,
@@ -111,32 +97,6 @@ def _train_expert(net, X, y, *, n_epochs, lr, momentum, weight_decay, batch_size
     return trajectory, train_loss
 
 
-def _write_npz(path, arrays, metadata):
-    """Write ``arrays`` and a JSON ``metadata`` entry to ``path`` atomically (temp file, fsync, rename)."""
-    meta = dict(metadata, format_version=FORMAT_VERSION)
-    meta_json = json.dumps(_jsonable(meta))
-    return atomic_write(path, lambda f: np.savez(f, metadata=np.array(meta_json), **arrays))
-
-
-def _read_npz(path, required, what):
-    """Arrays ``required`` and the metadata dict of ``path``, with clear errors; never unpickles."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in required}
-            meta = json.loads(str(archive["metadata"]))
-    except FileNotFoundError:
-        raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: truncated
-        raise ValueError(
-            f"{path} is not a readable {what} file (.npz with {', '.join(required)} and metadata): {exc}"
-        ) from exc
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} is not a readable {what} file: its metadata is not a JSON object.")
-    check_format_version(meta.get("format_version"), FORMAT_VERSION, path=path, what=f"{what} files")
-    return arrays, meta
-
-
 class ExpertTrajectories(BaseEstimator):
     """Train expert networks on real data and record their parameters at every epoch.
 
@@ -146,7 +106,7 @@ class ExpertTrajectories(BaseEstimator):
     flattened parameter vector at initialisation and after each of the ``n_epochs``
     epochs. :class:`~ddcal_sklearn.DatasetDistiller` with ``method="mtt"`` then teaches
     synthetic images to reproduce short segments of these trajectories; pass a fitted
-    instance as ``method_params={"experts": ...}`` to reuse them across distillations.
+    instance as ``TrajectoryMatching(experts=...)`` to reuse them across distillations.
 
     The network is built exactly as :class:`~ddcal_sklearn.DatasetDistiller` builds its
     own from the same ``net``/``net_params`` (ConvNet for images, MLP for flat
@@ -208,7 +168,7 @@ class ExpertTrajectories(BaseEstimator):
     Examples
     --------
     >>> from ddcal_sklearn import load_digits_images
-    >>> from ddcal_sklearn.trajectories import ExpertTrajectories
+    >>> from ddcal_sklearn import ExpertTrajectories
     >>> X, y = load_digits_images(return_X_y=True)
     >>> experts = ExpertTrajectories(n_experts=2, n_epochs=3, net_params={"width": 8, "depth": 2},
     ...                              random_state=0).fit(X[:300], y[:300])
@@ -276,20 +236,12 @@ class ExpertTrajectories(BaseEstimator):
             raise ValueError(f"y has only one class ({y[0]!r}); experts need at least 2 classes.")
         return device
 
-    def _fingerprint(self, X, y_index):
-        """Digest of everything that determines the trajectories (the data and the parameters)."""
-        digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
-        digest.update(np.ascontiguousarray(y_index, dtype=np.int64).tobytes())
-        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else None
-        settings = {
-            "classes": _jsonable(self.classes_), "net": self.net_spec_,
-            "n_epochs": self.n_epochs, "lr": self.lr, "momentum": self.momentum,
-            "weight_decay": self.weight_decay, "batch_size": self.batch_size,
-            "augment": self.augment, "random_state": _jsonable(seed),
-        }
-        digest.update(json.dumps(_jsonable(settings), sort_keys=True).encode())
-        return digest.hexdigest()
+    def _fingerprint(self, X, y_index, device):
+        """Everything that determines one expert's trajectory (any number of experts shares it)."""
+        params = self.get_params(deep=False)
+        del params["n_experts"]  # expert k is the same whatever the number of experts
+        fingerprint = run_fingerprint(params, X, y_index, self.classes_, device, format_version=FORMAT_VERSION)
+        return json.dumps(fingerprint, sort_keys=True)
 
     def _checkpoint_path(self, k):
         return Path(self.checkpoint_dir) / f"expert_{k:04d}.npz"
@@ -299,7 +251,8 @@ class ExpertTrajectories(BaseEstimator):
         if not path.exists():
             return None
         try:
-            arrays, meta = _read_npz(path, ("trajectory", "train_loss"), "expert checkpoint")
+            arrays, meta = read_npz(path, ("trajectory", "train_loss"), what="expert checkpoint file",
+                                    format_version=FORMAT_VERSION)
         except ValueError as exc:
             raise ValueError(
                 f"{exc} (in checkpoint_dir={str(self.checkpoint_dir)!r}; delete {path.name} to train "
@@ -348,7 +301,7 @@ class ExpertTrajectories(BaseEstimator):
         # the experts before it were trained in this call or loaded from a checkpoint.
         rng = check_generator(self.random_state)
         seeds = [(draw_seed(rng), draw_seed(rng)) for _ in range(self.n_experts)]
-        fingerprint = self._fingerprint(X, y_index) if self.checkpoint_dir is not None else None
+        fingerprint = self._fingerprint(X, y_index, device) if self.checkpoint_dir is not None else None
 
         X_dev = torch.as_tensor(np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=device)
         y_dev = torch.as_tensor(y_index, device=device)
@@ -357,8 +310,6 @@ class ExpertTrajectories(BaseEstimator):
         train_loss = np.empty((self.n_experts, self.n_epochs), dtype=np.float32)
         self.n_resumed_ = 0
         progress = tqdm(total=self.n_experts * self.n_epochs, disable=not self.verbose, desc="experts")
-        from .distillation import reinitialize_
-
         try:
             for k, (seed_device, seed_cpu) in enumerate(seeds):
                 saved = self._load_checkpoint(k, fingerprint, n_params) if fingerprint else None
@@ -378,9 +329,9 @@ class ExpertTrajectories(BaseEstimator):
                 trajectories[k] = trajectory.cpu().numpy()  # one host sync per expert
                 train_loss[k] = losses.cpu().numpy()
                 if fingerprint is not None:
-                    _write_npz(self._checkpoint_path(k),
-                               {"trajectory": trajectories[k], "train_loss": train_loss[k]},
-                               {"fingerprint": fingerprint, "expert": k})
+                    write_npz(self._checkpoint_path(k),
+                              {"trajectory": trajectories[k], "train_loss": train_loss[k]},
+                              {"fingerprint": fingerprint, "expert": k}, format_version=FORMAT_VERSION)
         finally:
             progress.close()
         self.trajectories_ = trajectories
@@ -425,11 +376,10 @@ class ExpertTrajectories(BaseEstimator):
             "n_features_in": self.n_features_in_,
         }
         try:
-            json.dumps(_jsonable(metadata))
+            return write_npz(path, {"trajectories": self.trajectories_, "train_loss": self.train_loss_,
+                                    "classes": classes}, metadata, format_version=FORMAT_VERSION)
         except TypeError as exc:
             raise TypeError(f"net_params must be JSON-serialisable to be saved: {exc}") from exc
-        return _write_npz(path, {"trajectories": self.trajectories_, "train_loss": self.train_loss_,
-                                 "classes": classes}, metadata)
 
     @classmethod
     def load(cls, path, *, net=None):
@@ -453,7 +403,8 @@ class ExpertTrajectories(BaseEstimator):
             If the file is not an ExpertTrajectories file, is corrupted, or comes from a
             newer format.
         """
-        arrays, meta = _read_npz(path, ("trajectories", "train_loss", "classes"), "ExpertTrajectories")
+        arrays, meta = read_npz(path, ("trajectories", "train_loss", "classes"), what="ExpertTrajectories file",
+                                format_version=FORMAT_VERSION)
         try:
             if meta.get("kind") != "ExpertTrajectories":
                 raise ValueError(f"its metadata kind is {meta.get('kind')!r}")
@@ -495,9 +446,4 @@ class ExpertTrajectories(BaseEstimator):
             Ready for :func:`torch.func.functional_call`.
         """
         check_is_fitted(self, "param_shapes_")
-        return _unflatten(vector, self.param_names_, self.param_shapes_)
-
-
-def _unflatten(vector, names, shapes):
-    sizes = [int(np.prod(shape)) for shape in shapes]
-    return {name: part.view(shape) for name, part, shape in zip(names, torch.split(vector, sizes), shapes)}
+        return unflatten_parameters(vector, self.param_names_, self.param_shapes_)

@@ -169,7 +169,7 @@ def network_kwargs(net_class, input_shape, n_classes, params=None):
 
     Examples
     --------
-    >>> from ddcal_sklearn.nets import ConvNet, MLP, network_kwargs
+    >>> from ddcal_sklearn.nn import ConvNet, MLP, network_kwargs
     >>> network_kwargs(ConvNet, (1, 8, 8), 10, {"width": 16})
     {'width': 16, 'in_channels': 1, 'image_size': (8, 8), 'n_classes': 10}
     >>> network_kwargs(MLP, (1, 8, 8), 10)

@@ -16,7 +16,6 @@ vectors, and the backward pass walks the steps in reverse, rebuilding one step's
 at a time to take its vector-Jacobian products (Hessian-vector products included).
 """
 
-import copy
 import math
 import numbers
 from pathlib import Path
@@ -25,11 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import clone
+from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
-from .distillation import DistillationStrategy
-from .masking import mask_elements
-from .trajectories import ExpertTrajectories, _unflatten
+from ..masking import mask_elements
+from ..nn import unflatten_parameters
+from ._experts import ExpertTrajectories
+from ._strategy import DistillationStrategy, StrategyRun
 
 
 def _sgd_step(step_loss, theta, X, lr, i):
@@ -138,7 +139,7 @@ def matching_loss(step_loss, X_syn, syn_lr, theta_start, theta_target, n_steps, 
     A linear least-squares student: both backward passes give the same gradients.
 
     >>> import torch
-    >>> from ddcal_sklearn._trajectory_matching import matching_loss
+    >>> from ddcal_sklearn.distillation import matching_loss
     >>> w = torch.tensor([1.0, -2.0])
     >>> def step_loss(theta, X, i):
     ...     return ((X @ theta - X @ w) ** 2).mean()
@@ -171,208 +172,226 @@ class _Plan:
         self.mask_seeds, self.augment = mask_seeds, augment
 
 
-def _check_int(params, name, low):
-    value = params[name]
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"method_params[{name!r}]={value!r} is not valid: use an int >= {low}.")
-
-
 class TrajectoryMatching(DistillationStrategy):
     """MTT: match segments of expert training trajectories (Cazenavette et al., CVPR 2022).
 
-    Used by ``DatasetDistiller(method="mtt", method_params={...})``. Each iteration picks
-    an expert ``k`` and a start epoch ``t < max_start_epoch`` (CPU generator: no device
-    sync), starts a student at the expert's epoch-``t`` parameters, lets it take
-    ``syn_steps`` SGD steps with the learnable step size ``syn_lr`` on minibatches of
-    the synthetic images (masked by MDT, then augmented with independent DSA parameters
-    per image, fresh at every step), and returns
+    Each iteration picks an expert ``k`` and a start epoch ``t < max_start_epoch``
+    (CPU generator: no device sync), starts a student at the expert's epoch-``t``
+    parameters, lets it take ``syn_steps`` SGD steps with the learnable step size
+    ``syn_lr`` on minibatches of the synthetic images (masked by MDT, then augmented
+    with independent DSA parameters per image, fresh at every step), and returns
     ``||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2`` with
     ``M = expert_epochs``. The student is the distiller's network used functionally
     (:func:`torch.func.functional_call` on a flat parameter vector), with the
     synthetic labels in class-major order (``ipc`` per class).
 
-    ``method_params``:
-
-    - ``experts`` (None): an :class:`~ddcal_sklearn.trajectories.ExpertTrajectories`,
-      fitted (used as is; its network, classes and input shape must match the
-      distiller's) or not (a clone is fitted on the distiller's real data). None fits
-      one on the distiller's real data with ``n_experts`` experts of
-      ``max_start_epoch + expert_epochs`` epochs at learning rate ``lr_teacher``, the
-      distiller's ``net``, ``net_params``, ``augment`` and ``device``, seeded from its
-      ``random_state``. The experts used end up on the fitted distiller as ``experts_``.
-      With the distiller's ``checkpoint_dir`` set, experts it fits itself (from None, or
-      an unfitted instance without a ``checkpoint_dir`` of its own) are checkpointed
-      under ``<checkpoint_dir>/experts``, so a resumed fit does not train them again.
-    - ``n_experts`` (5): experts to fit when ``experts`` is None.
-    - ``expert_epochs`` (2): ``M``, the expert epochs a student must cover.
-    - ``syn_steps`` (20): ``N``, the student's SGD steps per iteration.
-    - ``max_start_epoch`` (20): start epochs are drawn uniformly in ``[0, max_start_epoch)``.
-    - ``lr_teacher`` (0.01): initial student step size (and the experts' learning rate).
-    - ``lr_lr`` (1e-5): learning rate of the step size (SGD, momentum 0.5).
-    - ``batch_syn`` (None): synthetic images per student step; None uses all of them.
-      Minibatches walk through random permutations of the synthetic set.
-    - ``checkpointed`` (True): exact gradient by recomputation, memory one parameter
-      vector per step instead of the unrolled graph; an int ``k`` keeps one vector per
-      ``k`` steps; False back-propagates through the stored graph. See
-      :func:`matching_loss`.
-
     The learned step size ends up on the fitted distiller as ``syn_lr_``: it is the
-    learning rate the synthetic set was made for.
+    learning rate the synthetic set was made for; the experts used as ``experts_``.
 
+    Parameters
+    ----------
+    experts : ExpertTrajectories or None, default=None
+        Fitted: used as is (its network, classes and input shape must match the
+        distiller's). Not fitted: a clone is fitted on the distiller's real data at
+        the start of the distiller's ``fit``. None: one is fitted there with
+        ``n_experts`` experts of ``max_start_epoch + expert_epochs`` epochs at
+        learning rate ``lr_teacher``, the distiller's ``net``, ``net_params``,
+        ``augment`` and ``device``, seeded from its ``random_state``. With the
+        distiller's ``checkpoint_dir`` set, experts it fits itself (from None, or an
+        unfitted instance without a ``checkpoint_dir`` of its own) are checkpointed
+        under ``<checkpoint_dir>/experts``, so a resumed fit does not train them again.
+    n_experts : int, default=5
+        Experts to fit when ``experts`` is None.
+    expert_epochs : int, default=2
+        ``M``, the expert epochs a student must cover.
+    syn_steps : int, default=20
+        ``N``, the student's SGD steps per iteration.
+    max_start_epoch : int, default=20
+        Start epochs are drawn uniformly in ``[0, max_start_epoch)``.
+    lr_teacher : float, default=0.01
+        Initial student step size (and the experts' learning rate).
+    lr_lr : float, default=1e-5
+        Learning rate of the step size (SGD, momentum 0.5).
+    batch_syn : int or None, default=None
+        Synthetic images per student step; None uses all of them. Minibatches walk
+        through random permutations of the synthetic set.
+    checkpointed : bool or int, default=True
+        True: exact gradient by recomputation, memory one parameter vector per step
+        instead of the unrolled graph; an int ``k`` keeps one vector per ``k`` steps;
+        False back-propagates through the stored graph. See :func:`matching_loss`.
+
+    Notes
+    -----
     The normalised loss gives small pixel gradients: MTT needs a much larger
     ``lr_images`` than DM (hundreds to thousands; 300 to 3000 worked on Fashion-MNIST
-    here). The student can only cover what ``syn_steps``
-    steps of size ``syn_lr`` reach: a segment of ``expert_epochs`` epochs much longer
-    than that (experts with many small batches per epoch) makes the images distort
-    themselves to push the student further, which hurt accuracy in our digits runs.
+    here). The student can only cover what ``syn_steps`` steps of size ``syn_lr``
+    reach: a segment of ``expert_epochs`` epochs much longer than that (experts with
+    many small batches per epoch) makes the images distort themselves to push the
+    student further, which hurt accuracy in our digits runs.
+
+    References
+    ----------
+    .. [1] G. Cazenavette, T. Wang, A. Torralba, A. A. Efros and J.-Y. Zhu, "Dataset
+       Distillation by Matching Training Trajectories", CVPR 2022.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn import DatasetDistiller, TrajectoryMatching, load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> mtt = TrajectoryMatching(n_experts=1, max_start_epoch=1, expert_epochs=1, syn_steps=2)
+    >>> d = DatasetDistiller(method=mtt, ipc=1, n_iterations=2, lr_images=100.0,
+    ...                      net_params={"width": 8, "depth": 1}, random_state=0).fit(X[:300], y[:300])
+    >>> d.X_synthetic_.shape, d.experts_.trajectories_.shape[:2]
+    ((10, 1, 8, 8), (1, 3))
     """
 
-    defaults = {
-        "experts": None, "n_experts": 5, "expert_epochs": 2, "syn_steps": 20, "max_start_epoch": 20,
-        "lr_teacher": 0.01, "lr_lr": 1e-5, "batch_syn": None, "checkpointed": True,
+    _parameter_constraints = {
+        "experts": [ExpertTrajectories, None],
+        "n_experts": [Interval(numbers.Integral, 1, None, closed="left")],
+        "expert_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "syn_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_start_epoch": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr_teacher": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_lr": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_syn": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "checkpointed": ["boolean", Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, *args):
-        super().__init__(*args)
-        self._check_params()
-        p = self.params
-        self.device = self.real.X.device
-        self.net.requires_grad_(False)  # the student runs functionally on flat vectors
-        named = list(self.net.named_parameters())
+    def __init__(self, experts=None, *, n_experts=5, expert_epochs=2, syn_steps=20, max_start_epoch=20,
+                 lr_teacher=0.01, lr_lr=1e-5, batch_syn=None, checkpointed=True):
+        self.experts = experts
+        self.n_experts = n_experts
+        self.expert_epochs = expert_epochs
+        self.syn_steps = syn_steps
+        self.max_start_epoch = max_start_epoch
+        self.lr_teacher = lr_teacher
+        self.lr_lr = lr_lr
+        self.batch_syn = batch_syn
+        self.checkpointed = checkpointed
+
+    def check(self, *, ipc, augment, n_dims):
+        for name in ("lr_teacher", "lr_lr"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)!r} of TrajectoryMatching is not finite.")
+
+    def start(self, context):
+        return _TrajectoryMatchingRun(self, context)
+
+
+class _TrajectoryMatchingRun(StrategyRun):
+    """One fit of MTT: the experts' trajectories on the device, the learned step size, the draws."""
+
+    def __init__(self, strategy, context):
+        super().__init__(strategy, context)
+        s, c = strategy, context
+        self.device = c.device
+        c.net.requires_grad_(False)  # the student runs functionally on flat vectors
+        named = list(c.net.named_parameters())
         self._names = [name for name, _ in named]
         self._shapes = [tuple(param.shape) for _, param in named]
         self.experts = self._fitted_experts()
         self._check_experts(self.experts)
-        last = p["max_start_epoch"] - 1 + p["expert_epochs"]
+        last = s.max_start_epoch - 1 + s.expert_epochs
         self.trajectories = torch.as_tensor(self.experts.trajectories_[:, :last + 1], device=self.device)
-        self.syn_lr = torch.tensor(float(p["lr_teacher"]), device=self.device, requires_grad=True)
-        self.y_syn = torch.arange(self.n_classes, device=self.device).repeat_interleave(self.ipc)
-        n_syn = self.n_classes * self.ipc
-        self.batch_syn = n_syn if p["batch_syn"] is None else min(int(p["batch_syn"]), n_syn)
-        if self.augment is not None:  # MTT's students see independent parameters per image
-            self.step_augment = copy.copy(self.augment)
-            self.step_augment.per_sample = True
-        else:
-            self.step_augment = None
+        self.syn_lr = torch.tensor(float(s.lr_teacher), device=self.device, requires_grad=True)
+        self.y_syn = torch.arange(c.n_classes, device=self.device).repeat_interleave(c.ipc)
+        n_syn = c.n_classes * c.ipc
+        self.batch_syn = n_syn if s.batch_syn is None else min(int(s.batch_syn), n_syn)
+        # MTT's students see independent parameters per image
+        self.step_augment = c.augment.with_per_sample() if c.augment is not None else None
         self._mask_generator = torch.Generator(device=self.device)
 
     # ------------------------------------------------------------------ set-up
-    def _check_params(self):
-        p = self.params
-        for name in ("n_experts", "expert_epochs", "syn_steps", "max_start_epoch"):
-            _check_int(p, name, 1)
-        for name, low_open in (("lr_teacher", True), ("lr_lr", False)):
-            value = p[name]
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (low_open and value == 0):
-                raise ValueError(
-                    f"method_params[{name!r}]={value!r} is not valid: use a finite float "
-                    f"{'> 0' if low_open else '>= 0'}."
-                )
-        if p["batch_syn"] is not None:
-            _check_int(p, "batch_syn", 1)
-        checkpointed = p["checkpointed"]
-        if not isinstance(checkpointed, (bool, numbers.Integral)) or (
-                not isinstance(checkpointed, bool) and checkpointed < 1):
-            raise ValueError(
-                f"method_params['checkpointed']={checkpointed!r} is not valid: use True, False or "
-                "an int >= 1 (keep one parameter vector every that many steps)."
-            )
-        if p["experts"] is not None and not isinstance(p["experts"], ExpertTrajectories):
-            raise TypeError(
-                f"method_params['experts'] must be an ExpertTrajectories or None, got "
-                f"{type(p['experts']).__name__}."
-            )
-
     def _fitted_experts(self):
-        p = self.params
-        experts = p["experts"]
+        s, c = self.strategy, self.context
+        experts = s.experts
         if experts is not None and hasattr(experts, "trajectories_"):
             return experts
-        seed = int(torch.randint(2**62, (1,), generator=self.gen_cpu))
+        seed = int(torch.randint(2**62, (1,), generator=c.gen_cpu))
         if experts is None:
+            spec = c.net_spec
             experts = ExpertTrajectories(
-                n_experts=p["n_experts"], n_epochs=p["max_start_epoch"] + p["expert_epochs"],
-                lr=p["lr_teacher"], augment=self.d.augment, net=self.d.net, net_params=self.d.net_params,
-                device=self.d.device, random_state=seed, verbose=self.d.verbose,
+                n_experts=s.n_experts, n_epochs=s.max_start_epoch + s.expert_epochs,
+                lr=s.lr_teacher, augment=spec["augment"], net=spec["net"], net_params=spec["net_params"],
+                device=spec["device"], random_state=seed, verbose=c.verbose,
             )
         else:
             experts = clone(experts)
             if experts.random_state is None:
                 experts.set_params(random_state=seed)
-        if self.d.checkpoint_dir is not None and experts.checkpoint_dir is None:
+        if c.checkpoint_dir is not None and experts.checkpoint_dir is None:
             # a resumed distillation loads the finished experts instead of training them again
-            experts.set_params(checkpoint_dir=Path(self.d.checkpoint_dir) / "experts")
+            experts.set_params(checkpoint_dir=Path(c.checkpoint_dir) / "experts")
         # the real data, class-sorted, with labels rebuilt from the class counts (one copy, once)
-        X = self.real.X.cpu().numpy()
-        y = np.repeat(self.d.classes_, self.real.counts.reshape(-1).cpu().numpy())
+        X = c.real.X.cpu().numpy()
+        y = np.repeat(c.classes, c.real.counts.reshape(-1).cpu().numpy())
         return experts.fit(X, y)
 
     def _check_experts(self, experts):
-        p = self.params
-        if len(experts.classes_) != len(self.d.classes_) or not np.array_equal(experts.classes_, self.d.classes_):
+        s, c = self.strategy, self.context
+        if len(experts.classes_) != len(c.classes) or not np.array_equal(experts.classes_, c.classes):
             raise ValueError(
-                f"method_params['experts'] was fitted on classes {experts.classes_.tolist()}, but y has "
-                f"classes {self.d.classes_.tolist()}."
+                f"TrajectoryMatching(experts=...) was fitted on classes {experts.classes_.tolist()}, but y has "
+                f"classes {c.classes.tolist()}."
             )
-        if tuple(experts.input_shape_) != tuple(self.real.X.shape[1:]):
+        if tuple(experts.input_shape_) != tuple(c.real.X.shape[1:]):
             raise ValueError(
-                f"method_params['experts'] was fitted on inputs of shape {tuple(experts.input_shape_)}, "
-                f"but X has samples of shape {tuple(self.real.X.shape[1:])}."
+                f"TrajectoryMatching(experts=...) was fitted on inputs of shape {tuple(experts.input_shape_)}, "
+                f"but X has samples of shape {tuple(c.real.X.shape[1:])}."
             )
-        shapes = [tuple(s) for s in experts.param_shapes_]
+        shapes = [tuple(shape) for shape in experts.param_shapes_]
         if experts.param_names_ != self._names or shapes != self._shapes:
             raise ValueError(
-                "method_params['experts'] was fitted with a network whose parameters "
+                "TrajectoryMatching(experts=...) was fitted with a network whose parameters "
                 f"{list(zip(experts.param_names_, shapes))} differ from those of the distiller's network "
                 f"{list(zip(self._names, self._shapes))}; fit the experts with the distiller's net and "
-                f"net_params (net={self.d.net!r}, net_params={self.d.net_params!r})."
+                f"net_params (net={c.net_spec['net']!r}, net_params={c.net_spec['net_params']!r})."
             )
         n_epochs = experts.trajectories_.shape[1] - 1
-        if p["max_start_epoch"] - 1 + p["expert_epochs"] > n_epochs:
+        if s.max_start_epoch - 1 + s.expert_epochs > n_epochs:
             raise ValueError(
-                f"method_params['max_start_epoch']={p['max_start_epoch']} with expert_epochs="
-                f"{p['expert_epochs']} needs trajectories of at least "
-                f"{p['max_start_epoch'] - 1 + p['expert_epochs']} epochs, but the experts have {n_epochs}: "
-                f"lower max_start_epoch to at most {n_epochs - p['expert_epochs'] + 1}."
+                f"TrajectoryMatching(max_start_epoch={s.max_start_epoch}, expert_epochs={s.expert_epochs}) "
+                f"needs trajectories of at least {s.max_start_epoch - 1 + s.expert_epochs} epochs, but the "
+                f"experts have {n_epochs}: lower max_start_epoch to at most {n_epochs - s.expert_epochs + 1}."
             )
 
     def param_groups(self):
-        return [{"params": [self.syn_lr], "lr": self.params["lr_lr"], "momentum": 0.5}]
+        return [{"params": [self.syn_lr], "lr": self.strategy.lr_lr, "momentum": 0.5}]
 
     # ------------------------------------------------------------------ one iteration
     def draw_plan(self):
         """Every random draw of one iteration: expert, start epoch, minibatches, masks, augmentations."""
-        p = self.params
-        n_steps = p["syn_steps"]
-        expert = int(torch.randint(self.trajectories.shape[0], (1,), generator=self.gen_cpu))
-        start = int(torch.randint(p["max_start_epoch"], (1,), generator=self.gen_cpu))
+        s, c = self.strategy, self.context
+        n_steps = s.syn_steps
+        expert = int(torch.randint(self.trajectories.shape[0], (1,), generator=c.gen_cpu))
+        start = int(torch.randint(s.max_start_epoch, (1,), generator=c.gen_cpu))
         n_syn, size = len(self.y_syn), self.batch_syn
         chunks = [(offset, min(size, n_syn - offset)) for offset in range(0, n_syn, size)]
         n_perms = -(-n_steps // len(chunks))
-        perms = torch.rand(n_perms, n_syn, generator=self.gen_device, device=self.device).argsort(1)
+        perms = torch.rand(n_perms, n_syn, generator=c.gen_device, device=self.device).argsort(1)
         batches = [perms[i // len(chunks)].narrow(0, *chunks[i % len(chunks)]) for i in range(n_steps)]
         mask_seeds = None
-        if self.d.mdt_mask_ratio > 0:
-            mask_seeds = torch.randint(2**62, (n_steps,), generator=self.gen_cpu).tolist()
+        if c.mdt_mask_ratio > 0:
+            mask_seeds = torch.randint(2**62, (n_steps,), generator=c.gen_cpu).tolist()
         augment = None
         if self.step_augment is not None:
-            augment = [self.step_augment.sample(size_i, self.gen_cpu, device=self.device)
+            augment = [self.step_augment.sample(size_i, c.gen_cpu, device=self.device)
                        for size_i in (chunks[i % len(chunks)][1] for i in range(n_steps))]
         return _Plan(expert, start, batches, mask_seeds, augment)
 
     def step_loss(self, plan):
         """``(theta, X_syn, i) -> loss`` of student step ``i``: a pure function given ``plan``."""
+        c = self.context
 
         def loss(theta, X_syn, i):
             index = plan.batches[i]
             x = X_syn[index]
             if plan.mask_seeds is not None:  # MDT: a fresh mask per step, redrawn identically
                 self._mask_generator.manual_seed(plan.mask_seeds[i])
-                x = mask_elements(x, self.d.mdt_mask_ratio, random_state=self._mask_generator)
+                x = mask_elements(x, c.mdt_mask_ratio, random_state=self._mask_generator)
             if plan.augment is not None:
                 x = self.step_augment(x, plan.augment[i])
-            logits = functional_call(self.net, _unflatten(theta, self._names, self._shapes), (x,))
+            logits = functional_call(c.net, unflatten_parameters(theta, self._names, self._shapes), (x,))
             return F.cross_entropy(logits, self.y_syn[index])
 
         return loss
@@ -380,13 +399,13 @@ class TrajectoryMatching(DistillationStrategy):
     def endpoints(self, plan):
         """Expert parameters at the start and at the end of the segment to match."""
         trajectory = self.trajectories[plan.expert]
-        return trajectory[plan.start], trajectory[plan.start + self.params["expert_epochs"]]
+        return trajectory[plan.start], trajectory[plan.start + self.strategy.expert_epochs]
 
     def loss(self, X_syn):
         plan = self.draw_plan()
         start, target = self.endpoints(plan)
         return matching_loss(self.step_loss(plan), X_syn, self.syn_lr, start, target,
-                             self.params["syn_steps"], checkpointed=self.params["checkpointed"])
+                             self.strategy.syn_steps, checkpointed=self.strategy.checkpointed)
 
     def fitted_attributes(self):
         return {"syn_lr_": float(self.syn_lr.detach()), "experts_": self.experts}

@@ -1,24 +1,13 @@
 """Save and load synthetic sets as ``.npz`` files with JSON metadata: no pickle, ever."""
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._utils import atomic_write, check_format_version
-from ._validation import check_label_types
+from ..utils import check_label_types, read_npz, write_npz
 
 FORMAT_VERSION = 1
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def save_synthetic_set(path, X, y, **metadata):
@@ -81,13 +70,7 @@ def save_synthetic_set(path, X, y, **metadata):
         raise TypeError("y must hold numbers or strings (an object array would need pickle); convert it first.")
     if y.shape != (len(X),):
         raise ValueError(f"y must have shape ({len(X)},), one label per sample of X, got shape {y.shape}.")
-    meta = {key: _jsonable(value) for key, value in metadata.items()}
-    meta["format_version"] = FORMAT_VERSION
-    try:
-        meta_json = json.dumps(meta)
-    except TypeError as exc:
-        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
-    return atomic_write(path, lambda file: np.savez(file, data=X, target=y, metadata=np.array(meta_json)))
+    return write_npz(path, {"data": X, "target": y}, metadata, format_version=FORMAT_VERSION)
 
 
 def load_synthetic_set(path):
@@ -108,17 +91,8 @@ def load_synthetic_set(path):
         If the file is not a synthetic set, is corrupted, or comes from a newer format.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            data, target = archive["data"], archive["target"]
-            meta = json.loads(str(archive["metadata"]))
-    except FileNotFoundError:
-        raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path} is not a readable synthetic set (.npz with data, target, metadata): {exc}") from exc
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} is not a readable synthetic set: its metadata is not a JSON object.")
-    check_format_version(meta.get("format_version"), FORMAT_VERSION, path=path, what="synthetic sets")
+    arrays, meta = read_npz(path, ("data", "target"), what="synthetic set", format_version=FORMAT_VERSION)
+    data, target = arrays["data"], arrays["target"]
     if data.ndim < 1 or target.shape != (len(data),):
         raise ValueError(f"{path} is corrupted: data has shape {data.shape} but target has shape {target.shape}.")
     return Bunch(data=data, target=target, metadata=meta)

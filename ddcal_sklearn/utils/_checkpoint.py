@@ -1,27 +1,13 @@
-"""Checkpoints of :meth:`DatasetDistiller.fit <ddcal_sklearn.DatasetDistiller.fit>`.
+"""Checkpoints and run fingerprints shared by every resumable loop.
 
-One file, ``<checkpoint_dir>/distiller.pt``, holds the whole state of the loop after a
-completed iteration. It is written by :func:`torch.save` and read back with
+A checkpoint is one file holding the whole state of a loop after a completed step,
+written by :func:`torch.save` through :func:`atomic_write` and read back with
 ``torch.load(weights_only=True)``: a dict of CPU tensors and plain Python values
-(str, int, float, bool, None, lists and dicts), so reading never runs arbitrary
-pickled code. Keys:
-
-- ``kind`` (str) and ``format_version`` (int, :data:`FORMAT_VERSION`);
-- ``fingerprint`` (str): JSON of :func:`run_fingerprint`, everything that determines
-  the run (parameters, data digest, device type, format version);
-- ``iteration`` (int): completed iterations;
-- ``seeds`` ([int, int]): the seeds of the device and CPU generators at the start of
-  the run, so that a resumed run rebuilds exactly the same set-up (initial images, MTT
-  experts) even when ``random_state`` is None;
-- ``X_synthetic`` (Tensor): the synthetic images (float32);
-- ``optimizer`` (dict): the image optimiser's ``state_dict()`` (SGD momentum buffers,
-  including those of a strategy's extra parameter groups);
-- ``strategy`` (dict): the strategy's :meth:`~ddcal_sklearn.distillation.DistillationStrategy.state_dict`;
-- ``generator_device``, ``generator_cpu`` (uint8 Tensors): ``torch.Generator.get_state()``;
-- ``loss_curve`` (float32 Tensor of shape ``(iteration,)``).
-
-The file is replaced atomically (:func:`~ddcal_sklearn._utils.atomic_write`): a
-process killed while writing leaves the previous checkpoint whole.
+(str, int, float, bool, None, lists and dicts), so reading never runs pickled code.
+Every checkpoint carries a ``kind``, a ``format_version`` and a *fingerprint*: the
+JSON of :func:`run_fingerprint`, everything that determines the run (parameters,
+a digest of the data, device type). A checkpoint whose fingerprint differs is an
+error naming what differs, never resumed nor overwritten.
 """
 
 import hashlib
@@ -33,17 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._utils import atomic_write, check_format_version
+from ._io import atomic_write, check_format_version
 
-#: version of the checkpoint layout; a file with a larger one is refused with a clear error
-FORMAT_VERSION = 1
-CHECKPOINT_NAME = "distiller.pt"
-_KIND = "ddcal_sklearn.DatasetDistiller checkpoint"
 #: parameters that do not change the result, so a run may resume with other values
-_NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every")
+NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every")
 
 
-def _sha256(array):
+def sha256(array):
+    """SHA-256 hex digest of an array's bytes (C order)."""
     return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
@@ -71,7 +54,7 @@ def describe(value):
         # its state is consumed by every fit; the checkpoint carries the run's own seeds
         return f"<{_qualified_name(type(value))}>"
     if isinstance(value, np.ndarray):
-        return {"ndarray": list(value.shape), "dtype": str(value.dtype), "sha256": _sha256(value)}
+        return {"ndarray": list(value.shape), "dtype": str(value.dtype), "sha256": sha256(value)}
     if isinstance(value, dict):
         return {str(key): describe(item) for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -81,38 +64,42 @@ def describe(value):
     if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
         return _qualified_name(value)
     if hasattr(value, "get_params"):  # an estimator, e.g. method_params={"experts": ...}
-        params = {k: v for k, v in value.get_params(deep=False).items() if k not in _NOT_FINGERPRINTED}
+        params = {k: v for k, v in value.get_params(deep=False).items() if k not in NOT_FINGERPRINTED}
         description = {"class": _qualified_name(type(value)), "params": describe(params)}
         if hasattr(value, "trajectories_"):  # fitted experts: their content, not only how they were made
-            description["trajectories_sha256"] = _sha256(value.trajectories_)
+            description["trajectories_sha256"] = sha256(value.trajectories_)
         return description
     return repr(value)
 
 
-def run_fingerprint(distiller, X, y_index, classes, device):
-    """Everything that determines a distillation run, as a JSON-normalised dict.
+def run_fingerprint(params, X, y_index, classes, device, *, format_version):
+    """Everything that determines a run, as a JSON-normalised dict.
 
     Parameters
     ----------
-    distiller : DatasetDistiller
+    params : dict
+        The estimator's ``get_params(deep=False)``; :data:`NOT_FINGERPRINTED` names are
+        left out and every value goes through :func:`describe`.
     X : ndarray
-        The validated real inputs.
+        The validated inputs (digested, with their shape and dtype).
     y_index : ndarray of int
         Encoded labels.
     classes : ndarray
     device : torch.device
-        The resolved device: only its type counts (CUDA and CPU generator states differ).
+        The resolved device: only its type counts (CUDA and CPU generator states
+        differ, cuda:0 and cuda:1 do not).
+    format_version : int
+        Of the checkpoint layout.
     """
-    params = {name: value for name, value in distiller.get_params(deep=False).items()
-              if name not in _NOT_FINGERPRINTED}
+    params = {name: value for name, value in params.items() if name not in NOT_FINGERPRINTED}
     params["device"] = device.type
     data = {
-        "X_shape": list(X.shape), "X_dtype": str(X.dtype), "X_sha256": _sha256(X),
+        "X_shape": list(X.shape), "X_dtype": str(X.dtype), "X_sha256": sha256(X),
         "y_shape": list(y_index.shape),
-        "y_sha256": _sha256(np.asarray(y_index, dtype=np.int64)),
+        "y_sha256": sha256(np.asarray(y_index, dtype=np.int64)),
         "classes": [str(c) for c in np.asarray(classes).tolist()],
     }
-    fingerprint = {"format_version": FORMAT_VERSION, "params": describe(params), "data": data}
+    fingerprint = {"format_version": format_version, "params": describe(params), "data": data}
     return json.loads(json.dumps(fingerprint, sort_keys=True))  # tuples -> lists, as read back
 
 
@@ -135,7 +122,8 @@ def fingerprint_differences(saved, current):
         if any(saved_data.get(key) != current_data.get(key) for key in keys):
             differences.append(f"{what} (the data: other values, shape, dtype or classes)")
     if saved.get("format_version") != current.get("format_version"):
-        differences.append(f"format_version: checkpoint {saved.get('format_version')!r}, now {FORMAT_VERSION}")
+        differences.append(f"format_version: checkpoint {saved.get('format_version')!r}, "
+                           f"now {current.get('format_version')!r}")
     return differences or ["the fingerprint (unknown field)"]
 
 
@@ -150,16 +138,10 @@ def to_cpu(obj):
     return obj
 
 
-def save_checkpoint(path, state):
-    """Write ``state`` (the keys of the module docstring but ``kind``/``format_version``) atomically."""
-    state = to_cpu({"kind": _KIND, "format_version": FORMAT_VERSION, **state})
+def save_checkpoint(path, state, *, kind, format_version):
+    """Write ``state`` with its ``kind`` and ``format_version`` atomically, every tensor on the CPU."""
+    state = to_cpu({"kind": kind, "format_version": format_version, **state})
     return atomic_write(path, lambda file: torch.save(state, file))
-
-
-_EXPECTED = {
-    "fingerprint": str, "iteration": int, "seeds": list, "X_synthetic": torch.Tensor, "optimizer": dict,
-    "strategy": dict, "generator_device": torch.Tensor, "generator_cpu": torch.Tensor, "loss_curve": torch.Tensor,
-}
 
 
 def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint, checkpoint_dir, check=None):
@@ -212,14 +194,3 @@ def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint,
             f"{start_over}."
         )
     return state
-
-
-def load_checkpoint(path, fingerprint, checkpoint_dir):
-    """The distiller's checkpoint at ``path`` if it belongs to the run ``fingerprint``, None if there is none."""
-
-    def check(state):
-        seeds = state["seeds"]
-        return [] if len(seeds) == 2 and all(isinstance(seed, int) for seed in seeds) else ["seeds"]
-
-    return read_checkpoint(path, kind=_KIND, owner="DatasetDistiller", format_version=FORMAT_VERSION,
-                           expected=_EXPECTED, fingerprint=fingerprint, checkpoint_dir=checkpoint_dir, check=check)

@@ -1,7 +1,6 @@
 """``DatasetDistiller``: learn a small synthetic image set from real data (a sampler)."""
 
 import json
-import math
 import numbers
 import os
 from pathlib import Path
@@ -15,215 +14,37 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._checkpoint import CHECKPOINT_NAME, load_checkpoint, run_fingerprint, save_checkpoint
-from ._utils import check_generator, draw_seed, remove_stale_temporaries, resolve_device
-from ._validation import check_label_types
-from .augment import SiameseAugment
-from .masking import check_mask_ratio, mask_elements
-from .nets import MLP, ConvNet, network_kwargs
+from ..masking import check_mask_ratio
+from ..nn import SiameseAugment, build_network
+from ..utils import (
+    check_generator,
+    check_label_types,
+    draw_seed,
+    is_jsonable,
+    read_checkpoint,
+    remove_stale_temporaries,
+    resolve_device,
+    run_fingerprint,
+    save_checkpoint,
+)
+from ._registry import STRATEGIES, resolve_strategy
+from ._strategy import ClassBatches, DistillationContext, DistillationStrategy
+from ._synthetic_set import save_synthetic_set
 
-_METHODS = ("dm", "dc", "dsa", "mtt")
-
-
-def reinitialize_(module, generator):
-    """Redraw a module's weights in place with PyTorch's default scheme, from ``generator``.
-
-    Equivalent to building a fresh network, without the Python cost of constructing
-    one at every distillation iteration and without touching torch's global RNG.
-    """
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-                if layer.bias is not None:
-                    fan_in = layer.weight[0].numel()
-                    bound = 1 / math.sqrt(fan_in)
-                    torch.nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-            elif isinstance(layer, (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
-                if getattr(layer, "weight", None) is not None:
-                    layer.weight.fill_(1.0)
-                    layer.bias.zero_()
-    return module
+#: version of the checkpoint layout; a file with a larger one is refused with a clear error
+CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_NAME = "distiller.pt"
+_CHECKPOINT_KIND = "ddcal_sklearn.DatasetDistiller checkpoint"
+#: what a checkpoint holds (see the Notes of DatasetDistiller), and the type of each entry
+_CHECKPOINT_KEYS = {
+    "fingerprint": str, "iteration": int, "seeds": list, "X_synthetic": torch.Tensor, "optimizer": dict,
+    "strategy": dict, "generator_device": torch.Tensor, "generator_cpu": torch.Tensor, "loss_curve": torch.Tensor,
+}
 
 
-class _ClassBatches:
-    """Real images grouped by class on the device; draws one batch per class without host syncs."""
-
-    def __init__(self, X, y_index, n_classes, generator):
-        order = torch.argsort(y_index, stable=True)
-        self.X = X[order]
-        counts = torch.bincount(y_index, minlength=n_classes)
-        self.offsets = (torch.cumsum(counts, 0) - counts)[:, None]
-        self.counts = counts[:, None]
-        self.max_count = int(counts.max())
-        self.min_count = int(counts.min())
-        self.generator = generator
-
-    def sample(self, per_class):
-        """``per_class`` images of every class, without replacement, class-major order."""
-        n_classes = self.counts.shape[0]
-        keys = torch.rand(n_classes, self.max_count, generator=self.generator, device=self.X.device)
-        positions = torch.arange(self.max_count, device=self.X.device)
-        keys = keys.masked_fill(positions >= self.counts, 2.0)  # padding never wins
-        picks = keys.topk(per_class, dim=1, largest=False).indices
-        return self.X[(self.offsets + picks).reshape(-1)]
-
-
-def build_network(net, net_params, X, n_classes, device):
-    """The network a distiller (or expert trajectory) uses for ``X``: ``net`` or ConvNet/MLP by rank.
-
-    The constructor gets ``net_params`` plus the sizes the data determines
-    (:func:`~ddcal_sklearn.nets.network_kwargs`); weights come from a forked RNG, since
-    every user redraws them from its own generator.
-    """
-    net_class = net or (ConvNet if X.ndim == 4 else MLP)
-    params = network_kwargs(net_class, X.shape[1:], n_classes, net_params)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            module = net_class(**params)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"net={net_class.__name__} cannot be built with net_params={params}: {exc}") from exc
-    if not hasattr(module, "embed"):
-        raise TypeError(f"net={net_class.__name__} needs an `embed(x)` method returning features.")
-    return module.to(device)
-
-
-class DistillationStrategy:
-    """Base of the private per-method strategies of :class:`DatasetDistiller`.
-
-    The distiller owns the outer loop: at every iteration it calls :meth:`loss`,
-    back-propagates it into the synthetic images (and the tensors of
-    :meth:`param_groups`), takes one optimiser step, then calls :meth:`after_step`.
-    A strategy draws all its randomness from ``generators`` (a generator on the
-    device, and a CPU generator for discrete choices that must not sync the device)
-    and may not read torch's global generator.
-
-    Checkpoints (``DatasetDistiller(checkpoint_dir=...)``) save the images, the
-    optimiser (momentum of every parameter group, :meth:`param_groups` included) and
-    both generators; a strategy that keeps any other state from one iteration to the
-    next (a network being trained, a step counter, a learned scalar) returns it from
-    :meth:`state_dict` and takes it back in :meth:`load_state_dict`, so that a resumed
-    fit equals an uninterrupted one.
-
-    Parameters
-    ----------
-    distiller : DatasetDistiller
-        The estimator being fitted (read its parameters; ``method_params`` holds the
-        method-specific ones, validated against :attr:`defaults`).
-    real : _ClassBatches
-        Real images grouped by class on the device (``sample(per_class)``).
-    net : torch.nn.Module
-        A network built for the data (``embed`` and ``forward``), on the device.
-    augment : SiameseAugment or None
-    generators : (torch.Generator, torch.Generator)
-        Device generator, CPU generator.
-    """
-
-    #: method-specific parameters and their defaults (``DatasetDistiller(method_params=...)``)
-    defaults = {}
-
-    def __init__(self, distiller, real, net, augment, generators):
-        self.d = distiller
-        self.params = {**self.defaults, **(distiller.method_params or {})}
-        self.real = real
-        self.net = net
-        self.augment = augment
-        self.gen_device, self.gen_cpu = generators
-        self.n_classes = distiller._n_classes
-        self.ipc = distiller.ipc
-
-    def param_groups(self):
-        """Extra learnable tensors as optimiser parameter groups (e.g. MTT's step size)."""
-        return []
-
-    def loss(self, X_syn):
-        """The matching loss of one iteration, differentiable w.r.t. ``X_syn``."""
-        raise NotImplementedError
-
-    def after_step(self, X_syn):
-        """Work after the image update (e.g. training the matching network on the new set)."""
-
-    def mdt(self, X_syn):
-        """The synthetic images as the network sees them: masked (MDT), fresh at every use."""
-        return mask_elements(X_syn, self.d.mdt_mask_ratio, random_state=self.gen_device)
-
-    def siamese(self, real, syn):
-        """Augment a real and a synthetic batch with one shared random draw (DSA)."""
-        if self.augment is None:
-            return real, syn
-        params = self.augment.sample(1, self.gen_cpu, device=real.device)
-        return self.augment(real, params), self.augment(syn, params)
-
-    def fitted_attributes(self):
-        """Extra fitted attributes to set on the distiller (names end with ``_``)."""
-        return {}
-
-    def state_dict(self):
-        """State carried from one iteration to the next, for a checkpoint.
-
-        Returns
-        -------
-        state : dict
-            Tensors and plain Python values only (str, int, float, bool, None, lists,
-            dicts): it is saved with :func:`torch.save` and read back with
-            ``weights_only=True``. The default, ``{}``, suits a strategy whose every
-            iteration starts afresh from the generators (e.g. DM).
-        """
-        return {}
-
-    def load_state_dict(self, state):
-        """Restore :meth:`state_dict`'s result into a freshly built strategy, before resuming.
-
-        Parameters
-        ----------
-        state : dict
-            Tensors are on the CPU; copy them to the device as needed.
-        """
-        if state:
-            raise ValueError(
-                f"{type(self).__name__} keeps no state between iterations, but the checkpoint has "
-                f"{sorted(state)}."
-            )
-
-
-class _DistributionMatching(DistillationStrategy):
-    """DM (Zhao & Bilen, WACV 2023): match class-mean embeddings of randomly initialised networks."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.net.requires_grad_(False)  # only the images learn
-        self.per_class = min(self.d.batch_real, self.real.min_count)
-
-    def loss(self, X_syn):
-        reinitialize_(self.net, self.gen_device)
-        real, syn = self.siamese(self.real.sample(self.per_class), self.mdt(X_syn))
-        with torch.no_grad():
-            mean_real = self.net.embed(real).reshape(self.n_classes, self.per_class, -1).mean(1)
-        mean_syn = self.net.embed(syn).reshape(self.n_classes, self.ipc, -1).mean(1)
-        return ((mean_real - mean_syn) ** 2).sum()
-
-
-def _is_json(value):
-    try:
-        json.dumps(value)
-        return True
-    except TypeError:
-        return False
-
-
-def _strategy_class(method):
-    """The private strategy implementing ``method`` (gradient and trajectory matching live in their own modules)."""
-    if method == "dm":
-        return _DistributionMatching
-    if method in ("dc", "dsa"):
-        from ._gradient_matching import GradientMatching
-
-        return GradientMatching
-    if method == "mtt":
-        from ._trajectory_matching import TrajectoryMatching
-
-        return TrajectoryMatching
-    raise ValueError(f"method={method!r} is unknown; use one of {list(_METHODS)}.")
+def _check_seeds(state):
+    seeds = state["seeds"]
+    return [] if len(seeds) == 2 and all(isinstance(seed, int) for seed in seeds) else ["seeds"]
 
 
 class DatasetDistiller(BaseEstimator):
@@ -258,13 +79,15 @@ class DatasetDistiller(BaseEstimator):
 
     Parameters
     ----------
-    method : {"dm", "dc", "dsa", "mtt"}, default="dm"
-        Distillation method: "dm" distribution matching (below); "dc" / "dsa"
-        gradient matching without / with Siamese augmentation (Zhao et al. 2021;
-        Zhao & Bilen 2021; "dc" ignores ``augment``, "dsa" requires it; keys of
-        ``method_params`` in ``ddcal_sklearn._gradient_matching.GradientMatching``);
-        "mtt" trajectory matching (Cazenavette et al. 2022; ``method_params`` keys in
-        ``ddcal_sklearn._trajectory_matching.TrajectoryMatching``).
+    method : {"dm", "dc", "dsa", "mtt"} or DistillationStrategy, default="dm"
+        Distillation method, by name with its defaults, or as a strategy whose
+        parameters are then part of this estimator's (``method__syn_steps`` in
+        ``GridSearchCV``, cloned with it, shown in its HTML repr):
+        "dm" is :class:`~ddcal_sklearn.DistributionMatching` (below); "dc" / "dsa" are
+        :class:`~ddcal_sklearn.GradientMatching` without / with Siamese augmentation
+        (Zhao et al. 2021; Zhao & Bilen 2021; "dc" ignores ``augment``, "dsa" requires
+        it); "mtt" is :class:`~ddcal_sklearn.TrajectoryMatching` (Cazenavette et al.
+        2022).
     ipc : int, default=10
         Synthetic images per class; at most the size of the smallest class.
     mdt_mask_ratio : float in [0, 1), default=0.0
@@ -292,7 +115,9 @@ class DatasetDistiller(BaseEstimator):
     net_params : dict or None, default=None
         Extra constructor arguments of ``net`` (e.g. ``{"width": 128, "depth": 3}``).
     method_params : dict or None, default=None
-        Parameters specific to ``method`` (none for "dm"); unknown keys are an error.
+        Deprecated (a ``FutureWarning``; removed in 0.3): parameters of the method's
+        strategy, applied with ``set_params``; unknown keys are an error. Pass a
+        strategy instead: ``method=GradientMatching(outer_loop=2)``.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
     random_state : None, int, numpy Generator or RandomState, default=None
         Source of every random draw (initial images, batches, networks, augmentation,
@@ -328,6 +153,8 @@ class DatasetDistiller(BaseEstimator):
         MTT only: the expert trajectories used (given, or fitted on ``X``); save them
         with ``experts_.save(path)`` to reuse them. MTT needs ``lr_images`` in the
         hundreds to thousands.
+    strategy_ : DistillationStrategy
+        The strategy the last fit ran (``method`` resolved, a clone).
     start_iteration_ : int
         Iteration the last ``fit`` started from: 0 for a fresh run, the saved
         iteration count when it resumed from a checkpoint (``n_iterations`` if that
@@ -372,7 +199,7 @@ class DatasetDistiller(BaseEstimator):
     """
 
     _parameter_constraints = {
-        "method": [StrOptions(set(_METHODS))],
+        "method": [StrOptions(set(STRATEGIES)), DistillationStrategy],
         "ipc": [Interval(numbers.Integral, 1, None, closed="left")],
         "mdt_mask_ratio": [Interval(numbers.Real, 0, 1, closed="left")],
         "n_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -422,18 +249,9 @@ class DatasetDistiller(BaseEstimator):
 
     def _check_configuration(self, X, y):
         """Every check that can fail, before any work is done."""
-        try:
-            strategy_class = _strategy_class(self.method)
-        except ImportError as exc:
-            raise ValueError(f"method={self.method!r} is not implemented yet.") from exc
+        strategy = resolve_strategy(self.method, self.method_params)
+        strategy._validate_params()
         check_mask_ratio(self.mdt_mask_ratio, param="mdt_mask_ratio")
-        allowed = strategy_class.defaults
-        unknown = set(self.method_params or {}) - set(allowed)
-        if unknown:
-            raise ValueError(
-                f"method_params has keys {sorted(unknown)} unknown to method={self.method!r}; "
-                f"allowed: {sorted(allowed) or 'none'}."
-            )
         device = resolve_device(self.device)
         if self.checkpoint_dir is not None and os.path.lexists(self.checkpoint_dir) \
                 and not os.path.isdir(self.checkpoint_dir):
@@ -460,7 +278,8 @@ class DatasetDistiller(BaseEstimator):
                 f"ipc={self.ipc} is larger than the smallest class ({classes[counts.argmin()]!r} has "
                 f"{counts.min()} samples): lower ipc to at most {counts.min()}."
             )
-        return device, strategy_class
+        strategy.check(ipc=self.ipc, augment=self.augment, n_dims=X.ndim)
+        return device, strategy
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -481,19 +300,38 @@ class DatasetDistiller(BaseEstimator):
         ValueError
             Besides invalid parameters or data: if ``checkpoint_dir`` holds a
             checkpoint of another run, a damaged one, or one of a newer format.
+            A fit that raises leaves the estimator as it was before (fitted or not).
         """
+        saved = {name: value for name, value in vars(self).items() if name.endswith("_")}
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            # no mixed state: the previous fit's attributes, all of them, or none
+            for name in [name for name in vars(self) if name.endswith("_")]:
+                delattr(self, name)
+            vars(self).update(saved)
+            raise
+
+    def _fit(self, X, y):
         check_label_types(y)  # before NumPy turns [0, "a"] into strings
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float32, np.float64))
-        device, strategy_class = self._check_configuration(X, y)
+        device, strategy = self._check_configuration(X, y)
         encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        self._n_classes = n_classes = len(self.classes_)
+        classes = encoder.classes_
+        n_classes = len(classes)
         y_index = encoder.transform(y)
 
         checkpoint = fingerprint = None
         if self.checkpoint_dir is not None:
-            fingerprint = run_fingerprint(self, X, y_index, self.classes_, device)
-            checkpoint = load_checkpoint(self._checkpoint_path(), fingerprint, self.checkpoint_dir)
+            params = self.get_params(deep=False)
+            if self.method_params is not None:  # deprecated spelling: fingerprinted as the strategy it makes
+                params.update(method=strategy, method_params=None)
+            fingerprint = run_fingerprint(params, X, y_index, classes, device,
+                                          format_version=CHECKPOINT_FORMAT_VERSION)
+            checkpoint = read_checkpoint(
+                self._checkpoint_path(), kind=_CHECKPOINT_KIND, owner="DatasetDistiller",
+                format_version=CHECKPOINT_FORMAT_VERSION, expected=_CHECKPOINT_KEYS, fingerprint=fingerprint,
+                checkpoint_dir=self.checkpoint_dir, check=_check_seeds)
             remove_stale_temporaries(self._checkpoint_path())
         rng = check_generator(self.random_state)
         seeds = (draw_seed(rng), draw_seed(rng))
@@ -503,7 +341,7 @@ class DatasetDistiller(BaseEstimator):
         gen_cpu = torch.Generator().manual_seed(seeds[1])  # discrete augmentation choices, no device sync
         X_real = torch.as_tensor(np.require(X, requirements=["C", "W"]), dtype=torch.float32, device=device)
         y_real = torch.as_tensor(y_index, device=device)
-        real = _ClassBatches(X_real, y_real, n_classes, gen_device)
+        real = ClassBatches(X_real, y_real, n_classes, gen_device)
 
         if self.init == "real":
             X_syn = real.sample(self.ipc).clone()
@@ -512,62 +350,74 @@ class DatasetDistiller(BaseEstimator):
         X_syn.requires_grad_(True)
         augment = SiameseAugment() if self.augment == "dsa" else None
         net = build_network(self.net, self.net_params, X, n_classes, device)
-        strategy = strategy_class(self, real, net, augment, (gen_device, gen_cpu))
-        optimizer = torch.optim.SGD([{"params": [X_syn]}, *strategy.param_groups()],
+        context = DistillationContext(
+            real=real, net=net, augment=augment, gen_device=gen_device, gen_cpu=gen_cpu, classes=classes,
+            ipc=self.ipc, batch_real=self.batch_real, mdt_mask_ratio=self.mdt_mask_ratio,
+            net_spec={"net": self.net, "net_params": self.net_params, "augment": self.augment,
+                      "device": self.device},
+            checkpoint_dir=None if self.checkpoint_dir is None else Path(self.checkpoint_dir),
+            verbose=self.verbose,
+        )
+        run = strategy.start(context)
+        optimizer = torch.optim.SGD([{"params": [X_syn]}, *run.param_groups()],
                                     lr=self.lr_images, momentum=self.momentum)
 
         losses = torch.zeros(self.n_iterations, device=device)
         start = 0
         if checkpoint is not None:
             # after every set-up draw, so the restored generators continue exactly where they stopped
-            start = self._restore_checkpoint(checkpoint, X_syn, optimizer, strategy, (gen_device, gen_cpu), losses)
-        self.start_iteration_ = start
+            start = self._restore_checkpoint(checkpoint, X_syn, optimizer, run, (gen_device, gen_cpu), losses)
 
         def write_checkpoint(n_done):
             save_checkpoint(self._checkpoint_path(), {
                 "fingerprint": json.dumps(fingerprint, sort_keys=True), "iteration": n_done, "seeds": list(seeds),
-                "X_synthetic": X_syn, "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict(),
+                "X_synthetic": X_syn, "optimizer": optimizer.state_dict(), "strategy": run.state_dict(),
                 "generator_device": gen_device.get_state(), "generator_cpu": gen_cpu.get_state(),
                 "loss_curve": losses[:n_done].clone(),  # a view would save the whole buffer
-            })
+            }, kind=_CHECKPOINT_KIND, format_version=CHECKPOINT_FORMAT_VERSION)
 
+        name = self.method if isinstance(self.method, str) else type(strategy).__name__
         progress = tqdm(range(start, self.n_iterations), initial=start, total=self.n_iterations,
-                        disable=not self.verbose, desc=f"{self.method} ipc={self.ipc}")
+                        disable=not self.verbose, desc=f"{name} ipc={self.ipc}")
         report_every = max(1, self.n_iterations // 50)
-        saved = start if checkpoint is not None else None
+        last_saved = start if checkpoint is not None else None
         for iteration in progress:
-            loss = strategy.loss(X_syn)
+            loss = run.loss(X_syn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            strategy.after_step(X_syn)
+            run.after_step(X_syn)
             losses[iteration] = loss.detach()  # stays on the device: no host sync per iteration
             if self.verbose and iteration % report_every == 0:
                 progress.set_postfix(loss=f"{loss.item():.4g}")
             if fingerprint is not None and (iteration + 1) % self.checkpoint_every == 0:
                 write_checkpoint(iteration + 1)
-                saved = iteration + 1
-        if fingerprint is not None and saved != self.n_iterations:
+                last_saved = iteration + 1
+        if fingerprint is not None and last_saved != self.n_iterations:
             write_checkpoint(self.n_iterations)
 
-        self.loss_curve_ = losses.cpu().numpy()
         if not torch.isfinite(X_syn).all():  # one sync, after the loop: a diverged set must not go on silently
             raise ValueError(
                 f"Distillation diverged: the synthetic images hold NaN or inf after {self.n_iterations} iterations "
                 f"with lr_images={self.lr_images!r}. Lower lr_images (and, for method='mtt', "
-                "method_params['lr_lr']), then fit again"
+                "TrajectoryMatching(lr_lr=...)), then fit again"
                 + (" with a new checkpoint_dir." if self.checkpoint_dir is not None else "."))
+        for name in ("syn_lr_", "experts_"):  # a previous method's extras must not outlive it
+            vars(self).pop(name, None)
+        self.classes_ = classes
+        self.strategy_ = strategy
+        self.start_iteration_ = start
+        self.loss_curve_ = losses.cpu().numpy()
         self.X_synthetic_ = X_syn.detach().cpu().numpy().astype(X.dtype, copy=False)
-        self.y_synthetic_ = np.repeat(self.classes_, self.ipc)
-        for name, value in strategy.fitted_attributes().items():
+        self.y_synthetic_ = np.repeat(classes, self.ipc)
+        for name, value in run.fitted_attributes().items():
             setattr(self, name, value)
-        del self._n_classes
         return self
 
     def _checkpoint_path(self):
         return Path(self.checkpoint_dir) / CHECKPOINT_NAME
 
-    def _restore_checkpoint(self, checkpoint, X_syn, optimizer, strategy, generators, losses):
+    def _restore_checkpoint(self, checkpoint, X_syn, optimizer, run, generators, losses):
         """Load a (fingerprint-checked) checkpoint into the freshly built loop; return its iteration."""
         path = self._checkpoint_path()
         try:
@@ -581,7 +431,7 @@ class DatasetDistiller(BaseEstimator):
             with torch.no_grad():
                 X_syn.copy_(saved_images)
             optimizer.load_state_dict(checkpoint["optimizer"])
-            strategy.load_state_dict(checkpoint["strategy"])
+            run.load_state_dict(checkpoint["strategy"])
             losses[:iteration] = saved_losses
             for generator, key in zip(generators, ("generator_device", "generator_cpu")):
                 generator.set_state(checkpoint[key])
@@ -621,10 +471,9 @@ class DatasetDistiller(BaseEstimator):
         -------
         path : pathlib.Path
         """
-        from .synthetic_set import save_synthetic_set
-
         check_is_fitted(self, "X_synthetic_")
-        # every JSON-able parameter, so the file says how it was made
-        params = {key: value for key, value in self.get_params().items() if _is_json(value)}
+        # every JSON-able parameter (the method's too), so the file says how it was made
+        params = {key: value for key, value in self.get_params().items() if is_jsonable(value)}
+        params["method"] = self.method if isinstance(self.method, str) else type(self.method).__name__
         params["net"] = getattr(self.net, "__name__", None)
         return save_synthetic_set(path, self.X_synthetic_, self.y_synthetic_, **{**params, **metadata})

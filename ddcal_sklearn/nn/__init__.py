@@ -1,0 +1,28 @@
+"""Networks and their training machinery: architectures, construction, augmentation, losses, device data.
+
+Imports only :mod:`ddcal_sklearn.utils`; the distillers, the classifier and the
+expert trajectories all build and feed their networks through this subpackage.
+"""
+
+from ._augment import DSAParams, SiameseAugment
+from ._build import build_network, flatten_parameters, reinitialize_, unflatten_parameters
+from ._data import DeviceBatchIterator, DeviceTensorDataset, LRStepAtFraction, dataset_tensors
+from ._losses import FocalLoss
+from ._nets import MLP, ConvNet, network_kwargs
+
+__all__ = [
+    "MLP",
+    "ConvNet",
+    "DSAParams",
+    "DeviceBatchIterator",
+    "DeviceTensorDataset",
+    "FocalLoss",
+    "LRStepAtFraction",
+    "SiameseAugment",
+    "build_network",
+    "dataset_tensors",
+    "flatten_parameters",
+    "network_kwargs",
+    "reinitialize_",
+    "unflatten_parameters",
+]

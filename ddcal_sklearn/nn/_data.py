@@ -1,0 +1,134 @@
+"""Device-resident data for skorch: a tensor dataset, a batch iterator and the literature's LR step."""
+
+import torch
+from skorch.callbacks import LRScheduler
+
+
+class DeviceTensorDataset(torch.utils.data.Dataset):
+    """Inputs and targets held as tensors on the training device.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, ...)
+    y : torch.Tensor of shape (n_samples,) or None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ddcal_sklearn.nn import DeviceTensorDataset
+    >>> ds = DeviceTensorDataset(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 0]))
+    >>> len(ds), ds[1][1].item()
+    (3, 1)
+    """
+
+    def __init__(self, X, y=None):
+        self.X = X
+        self.y = y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        return self.X[index], (self.y[index] if self.y is not None else torch.empty(0))
+
+
+def dataset_tensors(dataset):
+    """The (X, y) tensors behind a DeviceTensorDataset or a skorch/torch Subset of one."""
+    if isinstance(dataset, DeviceTensorDataset):
+        return dataset.X, dataset.y
+    if isinstance(dataset, torch.utils.data.Subset):
+        X, y = dataset_tensors(dataset.dataset)
+        index = torch.as_tensor(dataset.indices, device=X.device)
+        return X[index], (y[index] if y is not None else None)
+    raise TypeError(
+        f"DeviceBatchIterator needs a DeviceTensorDataset (or a Subset of one), got "
+        f"{type(dataset).__name__}; for other datasets pass "
+        "iterator_train=torch.utils.data.DataLoader."
+    )
+
+
+class DeviceBatchIterator:
+    """Mini-batches sliced from tensors, without per-sample Python calls.
+
+    A drop-in for ``torch.utils.data.DataLoader`` in skorch's ``iterator_train`` /
+    ``iterator_valid``: no per-sample ``__getitem__``, no collation and no copy, so an
+    epoch over a distilled set of a few hundred images costs a handful of kernel
+    launches rather than thousands of Python calls. Each batch is a view of the
+    dataset's tensors, on whatever device they live: :class:`ConvNetClassifier` keeps
+    training data on the device, and inference data on the host (each batch is moved
+    to the device only when the network runs on it).
+
+    Parameters
+    ----------
+    dataset : DeviceTensorDataset or torch.utils.data.Subset of one
+    batch_size : int, default=128
+    shuffle : bool, default=False
+        Draw a fresh permutation (on the device) at every pass.
+    generator : torch.Generator or None, default=None
+        Generator on the data's device used for the permutation.
+    drop_last : bool, default=False
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ddcal_sklearn.nn import DeviceBatchIterator, DeviceTensorDataset
+    >>> ds = DeviceTensorDataset(torch.arange(10.0), torch.arange(10))
+    >>> [len(xb) for xb, yb in DeviceBatchIterator(ds, batch_size=4)]
+    [4, 4, 2]
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None, drop_last=False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.drop_last = drop_last
+
+    def __len__(self):
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        X, y = dataset_tensors(self.dataset)
+        n = len(X)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=X.device)
+            X, y = X[order], (y[order] if y is not None else None)
+        stop = n - n % self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            end = start + self.batch_size
+            yield X[start:end], (y[start:end] if y is not None else None)
+
+
+class LRStepAtFraction(LRScheduler):
+    """Multiply the learning rate by ``gamma`` once, after ``fraction`` of ``max_epochs``.
+
+    The evaluation protocol of the dataset-distillation literature divides the
+    learning rate by 10 at half of training. The milestone follows the net's
+    ``max_epochs`` at the start of every ``fit``, so a grid search over
+    ``max_epochs`` stays faithful to it.
+
+    Parameters
+    ----------
+    fraction : float, default=0.5
+    gamma : float, default=0.1
+
+    Examples
+    --------
+    >>> from ddcal_sklearn import ConvNetClassifier
+    >>> from ddcal_sklearn.nn import LRStepAtFraction
+    >>> net = ConvNetClassifier(callbacks__lr_scheduler__fraction=0.8)
+    """
+
+    def __init__(self, fraction=0.5, gamma=0.1, event_name="event_lr"):
+        super().__init__(policy=torch.optim.lr_scheduler.MultiStepLR, event_name=event_name)
+        self.fraction = fraction
+        self.gamma = gamma
+
+    def _get_scheduler(self, net, policy, **scheduler_kwargs):
+        milestone = max(1, int(round(self.fraction * net.max_epochs)))
+        return policy(net.optimizer_, milestones=[milestone], gamma=self.gamma)
+
+    @property
+    def kwargs(self):
+        return {}

@@ -1,0 +1,48 @@
+"""Private building blocks of ddcal-sklearn (no stability promise): the leaves of the package.
+
+Randomness, devices, atomic files and format versions, the one JSON coercer, the
+one ``.npz`` reader and writer, run fingerprints and checkpoints, and input checks.
+This subpackage imports nothing else of ddcal-sklearn; everything else may import it.
+"""
+
+from ._checkpoint import (
+    NOT_FINGERPRINTED,
+    describe,
+    fingerprint_differences,
+    read_checkpoint,
+    run_fingerprint,
+    save_checkpoint,
+    sha256,
+    to_cpu,
+)
+from ._device import resolve_device
+from ._io import atomic_write, check_format_version, read_npz, remove_stale_temporaries, write_npz
+from ._json import dumps_with_arrays, is_jsonable, loads_with_arrays, to_jsonable
+from ._random import check_generator, draw_seed, torch_generator
+from ._validation import check_label_types
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "NOT_FINGERPRINTED",
+    "atomic_write",
+    "check_format_version",
+    "check_generator",
+    "check_label_types",
+    "describe",
+    "draw_seed",
+    "dumps_with_arrays",
+    "fingerprint_differences",
+    "is_jsonable",
+    "loads_with_arrays",
+    "read_checkpoint",
+    "read_npz",
+    "remove_stale_temporaries",
+    "resolve_device",
+    "run_fingerprint",
+    "save_checkpoint",
+    "sha256",
+    "to_cpu",
+    "to_jsonable",
+    "torch_generator",
+]
