@@ -1,4 +1,4 @@
-"""Checkpointing and resuming DatasetDistiller.fit (ddcal_sklearn/_checkpoint.py)."""
+"""Checkpointing and resuming DatasetDistiller.fit (ddcal_sklearn/utils/_checkpoint.py, distillation/_distiller.py)."""
 
 import os
 import signal
@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from ddcal_sklearn import DatasetDistiller, distillation
-from ddcal_sklearn._checkpoint import CHECKPOINT_NAME, load_checkpoint, run_fingerprint
-from ddcal_sklearn.utils import resolve_device
+from ddcal_sklearn import DatasetDistiller, DistributionMatching, GradientMatching, TrajectoryMatching
+from ddcal_sklearn.distillation._distiller import (
+    _CHECKPOINT_KEYS,
+    _CHECKPOINT_KIND,
+    CHECKPOINT_FORMAT_VERSION,
+    CHECKPOINT_NAME,
+)
+from ddcal_sklearn.utils import read_checkpoint, resolve_device, run_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 300  # digits images per fit: 10 classes, cheap on 2 cores
@@ -23,11 +28,10 @@ TINY = dict(ipc=2, n_iterations=8, batch_real=16, mdt_mask_ratio=0.2, net_params
 METHODS = {
     "dm": dict(method="dm"),
     # mid-block checkpoints (outer_loop=3, every 2) and network momentum: the strategy state matters
-    "dsa": dict(method="dsa", lr_images=0.1,
-                method_params={"outer_loop": 3, "inner_loop": 1, "momentum_net": 0.5}),
+    "dsa": dict(method=GradientMatching(dsa=True, outer_loop=3, inner_loop=1, momentum_net=0.5), lr_images=0.1),
     # experts trained by the distiller itself (stored under checkpoint_dir/experts); a learned syn_lr
-    "mtt": dict(method="mtt", lr_images=100.0,
-                method_params={"n_experts": 1, "max_start_epoch": 2, "expert_epochs": 1, "syn_steps": 3}),
+    "mtt": dict(method=TrajectoryMatching(n_experts=1, max_start_epoch=2, expert_epochs=1, syn_steps=3),
+                lr_images=100.0),
 }
 
 
@@ -38,23 +42,28 @@ def digits_small(digits_images):
 
 
 def _interrupt_at(monkeypatch, iteration):
-    """Make the next fit's strategy raise KeyboardInterrupt after the image update of ``iteration``."""
-    real_strategy_class = distillation._strategy_class
+    """Make the next fit's run raise KeyboardInterrupt after the image update of ``iteration``."""
+    real_start = {cls: cls.start for cls in (DistributionMatching, GradientMatching, TrajectoryMatching)}
 
-    def interrupting(method):
-        base = real_strategy_class(method)
+    def interrupting(cls):
+        def start(self, context):
+            run = real_start[cls](self, context)
+            after_step, n_steps = run.after_step, []
 
-        class Interrupting(base):
-            def after_step(self, X_syn):
-                self._n_steps = getattr(self, "_n_steps", 0) + 1
-                if self._n_steps == iteration + 1:
+            def interrupted_after_step(X_syn):
+                n_steps.append(1)
+                if len(n_steps) == iteration + 1:
                     raise KeyboardInterrupt  # the machine goes away mid-run
-                super().after_step(X_syn)
+                after_step(X_syn)
 
-        return Interrupting
+            run.after_step = interrupted_after_step
+            return run
 
-    monkeypatch.setattr(distillation, "_strategy_class", interrupting)
-    return lambda: monkeypatch.setattr(distillation, "_strategy_class", real_strategy_class)
+        return start
+
+    for cls in real_start:
+        monkeypatch.setattr(cls, "start", interrupting(cls))
+    return lambda: [monkeypatch.setattr(cls, "start", start) for cls, start in real_start.items()]
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -97,10 +106,11 @@ _KILLED_SCRIPT = """
 import sys, time
 import torch
 torch.set_num_threads(1)  # as in the test process: the thread count changes float summation order
-from ddcal_sklearn import DatasetDistiller, distillation, load_digits_images
+from ddcal_sklearn import DatasetDistiller, load_digits_images
+from ddcal_sklearn.distillation._dm import _DistributionMatchingRun
 
 # slow the loop down so that the kill lands mid-run on any machine; sleeping changes no number
-distillation._DistributionMatching.after_step = lambda self, X_syn: time.sleep(0.1)
+_DistributionMatchingRun.after_step = lambda self, X_syn: time.sleep(0.1)
 X, y = load_digits_images(return_X_y=True)
 DatasetDistiller(**{params!r}).fit(X[:{n}], y[:{n}])
 """
@@ -195,12 +205,22 @@ def test_a_checkpoint_of_another_run_is_refused_and_kept(finished_run, digits_sm
         DatasetDistiller(**params).fit(X[::-1].copy(), y)
     with pytest.raises(ValueError, match=r"differs in y \(the data"):
         DatasetDistiller(**params).fit(X, np.array(list("abcdefghij"))[y])
-    with pytest.raises(ValueError, match=r"method_params: checkpoint null, now \{\"batch_syn\""):
+    with pytest.raises(ValueError, match=r"method: checkpoint \"dm\", now \{\"class\": "):
+        DatasetDistiller(**{**params, "method": GradientMatching(batch_syn=1)}).fit(X, y)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match=r"method: checkpoint \"dm\", now \{"):
         DatasetDistiller(**{**params, "method": "dc", "method_params": {"batch_syn": 1}}).fit(X, y)
     assert path.read_bytes() == before  # never overwritten
     # verbose and the checkpoint settings do not belong to the fingerprint
     again = DatasetDistiller(**{**params, "checkpoint_every": 5, "verbose": 0}).fit(X, y)
     assert again.start_iteration_ == 2
+
+
+def test_a_checkpoint_names_the_method_knob_that_differs(digits_small, tmp_path):
+    X, y = digits_small
+    params = {**TINY, "n_iterations": 1, "checkpoint_dir": tmp_path / "run", "lr_images": 0.1}
+    DatasetDistiller(**params, method=GradientMatching(outer_loop=2, inner_loop=1)).fit(X, y)
+    with pytest.raises(ValueError, match=r"differs in method__inner_loop: checkpoint 1, now 2\. Resuming"):
+        DatasetDistiller(**params, method=GradientMatching(outer_loop=2, inner_loop=2)).fit(X, y)
 
 
 def test_a_damaged_foreign_or_newer_checkpoint_gives_a_clear_error(finished_run, digits_small):
@@ -232,14 +252,21 @@ def test_a_damaged_foreign_or_newer_checkpoint_gives_a_clear_error(finished_run,
         DatasetDistiller(**params).fit(X, y)
 
 
-def test_load_checkpoint_reads_back_what_fit_wrote(finished_run, digits_small):
+def test_read_checkpoint_reads_back_what_fit_wrote(finished_run, digits_small):
     params, path = finished_run
     X, y = digits_small
     d = DatasetDistiller(**params)
-    fingerprint = run_fingerprint(d, X, y, np.arange(10), resolve_device("cpu"))
-    state = load_checkpoint(path, fingerprint, params["checkpoint_dir"])
+    fingerprint = run_fingerprint(d.get_params(deep=False), X, y, np.arange(10), resolve_device("cpu"),
+                                  format_version=CHECKPOINT_FORMAT_VERSION)
+
+    def read(at):
+        return read_checkpoint(at, kind=_CHECKPOINT_KIND, owner="DatasetDistiller",
+                               format_version=CHECKPOINT_FORMAT_VERSION, expected=_CHECKPOINT_KEYS,
+                               fingerprint=fingerprint, checkpoint_dir=params["checkpoint_dir"])
+
+    state = read(path)
     assert state["iteration"] == 2 and state["X_synthetic"].dtype == torch.float32
-    assert load_checkpoint(path.with_name("absent.pt"), fingerprint, params["checkpoint_dir"]) is None
+    assert read(path.with_name("absent.pt")) is None
 
 
 def test_checkpoint_parameters_are_validated(digits_small, tmp_path):

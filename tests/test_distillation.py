@@ -100,7 +100,8 @@ def test_corrupted_or_newer_files_give_clear_errors(distilled, tmp_path):
     [
         (dict(ipc=500), None, r"ipc=500 is larger than the smallest class"),
         (dict(method="kip"), None, r"'method' parameter of DatasetDistiller must be"),
-        (dict(method_params={"syn_steps": 3}), None, r"method_params has keys \['syn_steps'\] unknown"),
+        (dict(method_params={"syn_steps": 3}), None, r"method_params has keys \['syn_steps'\] unknown to "
+                                                     r"method='dm'; allowed: none"),
         (dict(mdt_mask_ratio=1.0), None, r"mdt_mask_ratio"),
         (dict(mdt_mask_ratio=-0.1), None, r"mdt_mask_ratio"),
         ({}, lambda X, y: (X[:, 0], y), r"needs images"),
@@ -117,7 +118,7 @@ def test_bad_input_is_rejected_before_any_work(digits_images, monkeypatch, param
     if params.get("device") and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 GPUs")
     # no work may start: the first strategy call would fail loudly
-    monkeypatch.setattr("ddcal_sklearn.distillation._DistributionMatching.loss",
+    monkeypatch.setattr("ddcal_sklearn.distillation._dm._DistributionMatchingRun.loss",
                         lambda *a: pytest.fail("distillation started before validation"))
     with pytest.raises(ValueError, match=match):
         DatasetDistiller(**{**SMALL, **params}).fit(X, y)

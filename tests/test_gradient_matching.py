@@ -1,6 +1,5 @@
 """Gradient matching (DC) and DSA: the strategy behind ``DatasetDistiller(method="dc" | "dsa")``."""
 
-import types
 
 import numpy as np
 import pytest
@@ -14,19 +13,25 @@ from ddcal_sklearn.distillation._gradient_matching import (
     _loops_for_ipc,
     _per_class_gradients,
 )
-from ddcal_sklearn.distillation import _ClassBatches, reinitialize_
+from ddcal_sklearn.distillation import ClassBatches, DistillationContext
+from ddcal_sklearn.distillation._gradient_matching import _GradientMatchingRun
+from ddcal_sklearn.nn import reinitialize_
 
 NET = {"width": 16, "depth": 2}
 # outer_loop=3, inner_loop=2: the network is trained between image updates and redrawn every 3 iterations
-SMALL = dict(ipc=2, n_iterations=8, lr_images=0.1, batch_real=16, net_params=NET,
-             method_params={"outer_loop": 3, "inner_loop": 2}, random_state=0)
+SMALL = dict(ipc=2, n_iterations=8, lr_images=0.1, batch_real=16, net_params=NET, random_state=0)
 METHODS = ["dc", "dsa"]
+
+
+def _method(name, **params):
+    """The strategy of method ``name`` ("dc" or "dsa") with this file's loops, as an estimator."""
+    return GradientMatching(dsa=name == "dsa", **{"outer_loop": 3, "inner_loop": 2, **params})
 
 
 @pytest.fixture(scope="module")
 def fitted(digits_images):
     X, y = digits_images
-    return {m: DatasetDistiller(m, **SMALL).fit(X, y) for m in METHODS}
+    return {m: DatasetDistiller(_method(m), **SMALL).fit(X, y) for m in METHODS}
 
 
 # --- the estimator with method "dc" / "dsa" ------------------------------------------------
@@ -35,7 +40,7 @@ def fitted(digits_images):
 def test_runs_and_moves_the_images(digits_images, fitted, method):
     X, y = digits_images
     d = fitted[method]
-    start = DatasetDistiller(method, **{**SMALL, "n_iterations": 0}).fit(X, y).X_synthetic_
+    start = DatasetDistiller(_method(method), **{**SMALL, "n_iterations": 0}).fit(X, y).X_synthetic_
     assert d.X_synthetic_.shape == (20, 1, 8, 8) and d.X_synthetic_.dtype == X.dtype
     np.testing.assert_array_equal(d.y_synthetic_, np.repeat(np.arange(10), 2))
     assert d.loss_curve_.shape == (8,) and np.all(np.isfinite(d.loss_curve_))
@@ -46,18 +51,18 @@ def test_runs_and_moves_the_images(digits_images, fitted, method):
 def test_same_random_state_same_set_and_global_rng_untouched(digits_images, fitted, method):
     X, y = digits_images
     state = torch.random.get_rng_state()
-    again = DatasetDistiller(method, **SMALL).fit(X, y)
+    again = DatasetDistiller(_method(method), **SMALL).fit(X, y)
     assert torch.equal(state, torch.random.get_rng_state())
     np.testing.assert_array_equal(again.X_synthetic_, fitted[method].X_synthetic_)
     np.testing.assert_array_equal(again.loss_curve_, fitted[method].loss_curve_)
-    other = DatasetDistiller(method, **{**SMALL, "random_state": 1}).fit(X, y)
+    other = DatasetDistiller(_method(method), **{**SMALL, "random_state": 1}).fit(X, y)
     assert not np.allclose(other.X_synthetic_, fitted[method].X_synthetic_)
 
 
 def test_dc_and_dsa_differ_and_dc_ignores_augment(digits_images, fitted):
     X, y = digits_images
     assert not np.allclose(fitted["dc"].X_synthetic_, fitted["dsa"].X_synthetic_)
-    plain = DatasetDistiller("dc", **SMALL, augment=None).fit(X, y)
+    plain = DatasetDistiller(_method("dc"), **SMALL, augment=None).fit(X, y)
     np.testing.assert_array_equal(plain.X_synthetic_, fitted["dc"].X_synthetic_)
 
 
@@ -65,8 +70,8 @@ def test_dc_and_dsa_differ_and_dc_ignores_augment(digits_images, fitted):
 def test_matching_loss_decreases_on_fresh_networks(digits_images, method):
     # outer_loop=1: every iteration matches on a freshly drawn network, so the curve is comparable
     X, y = digits_images
-    params = {**SMALL, "n_iterations": 30, "method_params": {"outer_loop": 1, "inner_loop": 1}}
-    curve = DatasetDistiller(method, **params).fit(X, y).loss_curve_
+    params = {**SMALL, "n_iterations": 30}
+    curve = DatasetDistiller(_method(method, outer_loop=1, inner_loop=1), **params).fit(X, y).loss_curve_
     assert curve[-6:].mean() < 0.85 * curve[:6].mean()
 
 
@@ -74,8 +79,8 @@ def test_learned_set_matches_gradients_better_on_held_out_networks(digits_images
     # independent of the distiller's own curve: fixed real batch, fixed fresh networks
     X, y = digits_images
     params = {**SMALL, "n_iterations": 30}
-    start = DatasetDistiller("dc", **{**params, "n_iterations": 0}).fit(X, y).X_synthetic_
-    learned = DatasetDistiller("dc", **params).fit(X, y).X_synthetic_
+    start = DatasetDistiller(_method("dc"), **{**params, "n_iterations": 0}).fit(X, y).X_synthetic_
+    learned = DatasetDistiller(_method("dc"), **params).fit(X, y).X_synthetic_
     per_class = np.bincount(y).min()
     real = torch.as_tensor(np.concatenate([X[y == k][:per_class] for k in range(10)]))
     net = ConvNet(in_channels=1, n_classes=10, image_size=8, **NET)
@@ -101,9 +106,9 @@ def test_learned_set_matches_gradients_better_on_held_out_networks(digits_images
 @pytest.mark.parametrize("method", METHODS)
 def test_mdt_zero_is_plain_and_positive_ratio_changes_the_set(digits_images, fitted, method):
     X, y = digits_images
-    zero = DatasetDistiller(method, **SMALL, mdt_mask_ratio=0.0).fit(X, y)
+    zero = DatasetDistiller(_method(method), **SMALL, mdt_mask_ratio=0.0).fit(X, y)
     np.testing.assert_array_equal(zero.X_synthetic_, fitted[method].X_synthetic_)
-    masked = DatasetDistiller(method, **SMALL, mdt_mask_ratio=0.5).fit(X, y)
+    masked = DatasetDistiller(_method(method), **SMALL, mdt_mask_ratio=0.5).fit(X, y)
     assert not np.allclose(masked.X_synthetic_, fitted[method].X_synthetic_)
     assert np.all(np.isfinite(masked.X_synthetic_))
     assert (masked.X_synthetic_ == 0).mean() < 0.01  # the learnable images themselves are never masked
@@ -113,10 +118,9 @@ def test_options_batch_syn_distances_and_flat_features(digits_images):
     X, y = digits_images
     for extra in ({"batch_syn": 1}, {"distance": "mse"}, {"distance": "cosine"},
                   {"batch_train": 7, "momentum_net": 0.5}):
-        d = DatasetDistiller("dc", **{**SMALL, "ipc": 3, "n_iterations": 4,
-                                      "method_params": {**SMALL["method_params"], **extra}}).fit(X, y)
+        d = DatasetDistiller(_method("dc", **extra), **{**SMALL, "ipc": 3, "n_iterations": 4}).fit(X, y)
         assert np.all(np.isfinite(d.loss_curve_)) and d.X_synthetic_.shape == (30, 1, 8, 8)
-    flat = DatasetDistiller("dc", **{**SMALL, "augment": None, "net_params": {"hidden_sizes": (16,)}})
+    flat = DatasetDistiller(_method("dc"), **{**SMALL, "augment": None, "net_params": {"hidden_sizes": (16,)}})
     X_syn, _ = flat.fit_resample(X.reshape(len(X), -1), y)
     assert X_syn.shape == (20, 64) and np.all(np.isfinite(X_syn))
 
@@ -125,18 +129,18 @@ def test_options_batch_syn_distances_and_flat_features(digits_images):
     "params, match",
     [
         (dict(method_params={"syn_steps": 3}), r"method_params has keys \['syn_steps'\] unknown to method='dc'"),
-        (dict(method_params={"distance": "l1"}), r"method_params\['distance'\]='l1' is unknown"),
-        (dict(method_params={"batch_syn": 5}), r"method_params\['batch_syn'\]=5 is larger than ipc=2"),
-        (dict(method_params={"outer_loop": 0}), r"method_params\['outer_loop'\]=0 is not valid"),
-        (dict(method_params={"inner_loop": 1.5}), r"method_params\['inner_loop'\]=1.5 is not valid"),
-        (dict(method_params={"lr_net": -1.0}), r"method_params\['lr_net'\]=-1.0 is not valid"),
+        (dict(method=GradientMatching(distance="l1")), r"'distance' parameter of GradientMatching must be"),
+        (dict(method=GradientMatching(batch_syn=5)), r"batch_syn=5 of GradientMatching is larger than ipc=2"),
+        (dict(method=GradientMatching(outer_loop=0)), r"'outer_loop' parameter of GradientMatching must be"),
+        (dict(method=GradientMatching(inner_loop=1.5)), r"'inner_loop' parameter of GradientMatching must be"),
+        (dict(method=GradientMatching(lr_net=-1.0)), r"'lr_net' parameter of GradientMatching must be"),
         (dict(net_params={**NET, "norm": "batchnorm"}), r"without batch statistics"),
-        (dict(method="dsa", augment=None), r"method='dsa' needs augment='dsa'"),
+        (dict(method="dsa", augment=None), r"method='dsa' \(GradientMatching\(dsa=True\)\) needs augment='dsa'"),
     ],
 )
 def test_bad_method_params_are_rejected_before_any_work(digits_images, monkeypatch, params, match):
     X, y = digits_images
-    monkeypatch.setattr(GradientMatching, "loss", lambda *a: pytest.fail("distillation started"))
+    monkeypatch.setattr(_GradientMatchingRun, "loss", lambda *a: pytest.fail("distillation started"))
     with pytest.raises(ValueError, match=match):
         DatasetDistiller(**{"method": "dc", **SMALL, **params}).fit(X, y)
 
@@ -150,17 +154,19 @@ def test_loops_follow_the_reference_table():
 
 # --- the mapping onto the distiller's loop --------------------------------------------------
 
-def _strategy(digits_images, method="dc", ipc=2, **method_params):
+def _strategy(digits_images, method="dc", ipc=2, **params):
+    """A started run of the strategy, on a context built by hand: no DatasetDistiller involved."""
     X, y = digits_images
-    distiller = types.SimpleNamespace(method=method, method_params=method_params, _n_classes=10, ipc=ipc,
-                                      batch_real=8, mdt_mask_ratio=0.0)
     gen = torch.Generator().manual_seed(0)
-    real = _ClassBatches(torch.as_tensor(X), torch.as_tensor(y), 10, gen)
+    real = ClassBatches(torch.as_tensor(X), torch.as_tensor(y), 10, gen)
     net = ConvNet(in_channels=1, n_classes=10, image_size=8, **NET)
     augment = SiameseAugment() if method == "dsa" else None
-    strategy = GradientMatching(distiller, real, net, augment, (gen, torch.Generator().manual_seed(1)))
+    context = DistillationContext(real=real, net=net, augment=augment, gen_device=gen,
+                                  gen_cpu=torch.Generator().manual_seed(1), classes=np.arange(10), ipc=ipc,
+                                  batch_real=8, mdt_mask_ratio=0.0, net_spec={})
+    run = GradientMatching(dsa=method == "dsa", **params).start(context)
     X_syn = real.sample(ipc).clone().requires_grad_(True)
-    return strategy, net, X_syn
+    return run, net, X_syn
 
 
 def _weights(net):
@@ -279,8 +285,7 @@ def test_layerwise_distance_equals_a_plain_reimplementation():
 # Sized for ~4 minutes on 2 CPU cores: 30 iterations = 3 network redraws (outer_loop=10) with
 # 5 training epochs between image updates, 16 real images per class. The reference runs
 # 10,000 such iterations at ipc 10 (1000 x outer_loop 10, inner_loop 50) on a GPU.
-DISTILL = dict(n_iterations=30, lr_images=1.0, batch_real=16, net_params={"width": 32},
-               method_params={"outer_loop": 10, "inner_loop": 5})
+DISTILL = dict(n_iterations=30, lr_images=1.0, batch_real=16, net_params={"width": 32})
 
 
 @pytest.mark.slow
@@ -298,7 +303,8 @@ def test_dc_and_dsa_beat_random_real_images_on_fashion_mnist(data_root):
     for seed in (0, 1):
         clf = dict(max_epochs=200, module__width=32, random_state=seed)
         for method in ("dc", "dsa"):
-            d = DatasetDistiller(method, ipc=10, random_state=seed, **DISTILL).fit(X_tr, y_tr)
+            d = DatasetDistiller(_method(method, outer_loop=10, inner_loop=5), ipc=10, random_state=seed,
+                                 **DISTILL).fit(X_tr, y_tr)
             model = ConvNetClassifier(**clf).fit(d.X_synthetic_, d.y_synthetic_)
             acc[method].append((model.predict(X_te) == y_te).mean())
         pick = np.random.default_rng(seed)

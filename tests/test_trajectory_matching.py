@@ -11,10 +11,10 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from ddcal_sklearn import ConvNet, DatasetDistiller, SiameseAugment, distillation
-from ddcal_sklearn import trajectories as trajectories_module
-from ddcal_sklearn.distillation import TrajectoryMatching, matching_loss
-from ddcal_sklearn import ExpertTrajectories
+from ddcal_sklearn import ConvNet, DatasetDistiller, ExpertTrajectories, SiameseAugment, TrajectoryMatching
+from ddcal_sklearn.distillation import _experts as trajectories_module
+from ddcal_sklearn.distillation import matching_loss
+from ddcal_sklearn.distillation._trajectory_matching import _TrajectoryMatchingRun
 
 NET = {"width": 8, "depth": 2}
 EXPERTS = dict(n_experts=2, n_epochs=3, lr=0.05, batch_size=32, net_params=NET, random_state=0)
@@ -44,23 +44,23 @@ def experts(digits_small):
 
 @pytest.fixture
 def strategies(monkeypatch):
-    """The TrajectoryMatching objects DatasetDistiller.fit builds, recorded for inspection."""
+    """The runs that DatasetDistiller.fit starts for TrajectoryMatching, recorded for inspection."""
     made = []
+    real_start = TrajectoryMatching.start
 
-    class Recorded(TrajectoryMatching):
-        def __init__(self, *args):
-            super().__init__(*args)
-            made.append(self)
+    def start(self, context):
+        run = real_start(self, context)
+        made.append(run)
+        return run
 
-    monkeypatch.setattr(distillation, "_strategy_class", lambda method: Recorded)
+    monkeypatch.setattr(TrajectoryMatching, "start", start)
     return made
 
 
 def _built_strategy(strategies, X, y, experts, **method_params):
     """A strategy set up by DatasetDistiller.fit exactly as in a real run, with its initial images."""
-    d = DatasetDistiller("mtt", ipc=2, n_iterations=0, mdt_mask_ratio=0.3, net_params=NET,
-                         method_params={"experts": experts, "max_start_epoch": 2, **method_params},
-                         random_state=0).fit(X, y)
+    method = TrajectoryMatching(**{"experts": experts, "max_start_epoch": 2, **method_params})
+    d = DatasetDistiller(method, ipc=2, n_iterations=0, mdt_mask_ratio=0.3, net_params=NET, random_state=0).fit(X, y)
     return strategies[-1], d.X_synthetic_
 
 
@@ -75,7 +75,7 @@ def test_trajectories_shapes_names_and_metadata(experts):
     assert experts.param_names_ == list(names) and experts.param_shapes_ == list(shapes)
     np.testing.assert_array_equal(experts.classes_, np.arange(10))
     assert experts.input_shape_ == (1, 8, 8) and experts.n_features_in_ == 1
-    assert experts.net_spec_["class"] == "ddcal_sklearn.nets.ConvNet"
+    assert experts.net_spec_["class"] == "ddcal_sklearn.nn.ConvNet"
     assert experts.net_spec_["params"]["width"] == 8 and experts.net_spec_["params"]["image_size"] == [8, 8]
     # unflatten gives the network's own parameter dict, ready for functional_call
     params = experts.unflatten(torch.as_tensor(experts.trajectories_[0, 0]))
@@ -325,9 +325,9 @@ def test_memory_saved_for_backward_does_not_grow_with_the_unrolled_graph(strateg
 MTT = dict(ipc=2, n_iterations=4, lr_images=100.0, mdt_mask_ratio=0.2, net_params=NET, random_state=0)
 
 
-def _mtt(experts, **method_params):
-    return DatasetDistiller("mtt", **MTT, method_params={"experts": experts, "syn_steps": 4,
-                                                         "max_start_epoch": 2, **method_params})
+def _mtt(experts, **params):
+    return DatasetDistiller(TrajectoryMatching(**{"experts": experts, "syn_steps": 4, "max_start_epoch": 2,
+                                                  **params}), **MTT)
 
 
 def test_mtt_end_to_end_changes_images_learns_its_step_size_and_is_reproducible(experts, digits_small):
@@ -335,8 +335,8 @@ def test_mtt_end_to_end_changes_images_learns_its_step_size_and_is_reproducible(
     state = torch.random.get_rng_state()
     d = _mtt(experts).fit(X, y)
     assert torch.equal(state, torch.random.get_rng_state())
-    start = DatasetDistiller("mtt", **{**MTT, "n_iterations": 0},
-                             method_params={"experts": experts, "max_start_epoch": 2}).fit(X, y)
+    start = DatasetDistiller(TrajectoryMatching(experts=experts, max_start_epoch=2),
+                             **{**MTT, "n_iterations": 0}).fit(X, y)
     assert d.X_synthetic_.shape == (20, 1, 8, 8) and d.X_synthetic_.dtype == X.dtype
     np.testing.assert_array_equal(d.y_synthetic_, np.repeat(np.arange(10), 2))
     assert not np.allclose(d.X_synthetic_, start.X_synthetic_)
@@ -366,32 +366,35 @@ def test_mtt_fits_its_own_experts_when_none_or_unfitted_are_given(digits_small):
 @pytest.mark.parametrize(
     "method_params, error, match",
     [
-        ({"syn_steps": 0}, ValueError, r"method_params\['syn_steps'\]=0 is not valid"),
-        ({"lr_teacher": 0.0}, ValueError, r"method_params\['lr_teacher'\]=0.0 is not valid"),
-        ({"lr_lr": -1.0}, ValueError, r"method_params\['lr_lr'\]=-1.0"),
-        ({"batch_syn": 0}, ValueError, r"method_params\['batch_syn'\]"),
-        ({"checkpointed": 0}, ValueError, r"method_params\['checkpointed'\]=0"),
-        ({"experts": "experts.npz"}, TypeError, r"must be an ExpertTrajectories"),
+        ({"syn_steps": 0}, ValueError, r"'syn_steps' parameter of TrajectoryMatching must be an int"),
+        ({"lr_teacher": 0.0}, ValueError, r"'lr_teacher' parameter of TrajectoryMatching must be a float"),
+        ({"lr_teacher": float("inf")}, ValueError, r"'lr_teacher' parameter of TrajectoryMatching must be a float in the range \(0.0, inf\). Got inf"),
+        ({"lr_lr": -1.0}, ValueError, r"'lr_lr' parameter of TrajectoryMatching"),
+        ({"batch_syn": 0}, ValueError, r"'batch_syn' parameter of TrajectoryMatching"),
+        ({"checkpointed": 0}, ValueError, r"'checkpointed' parameter of TrajectoryMatching"),
+        ({"experts": "experts.npz"}, ValueError, r"'experts' parameter of TrajectoryMatching must be an instance"),
         ({"max_start_epoch": 3}, ValueError, r"lower max_start_epoch to at most 2"),
-        ({"turbo": True}, ValueError, r"method_params has keys \['turbo'\] unknown"),
     ],
 )
 def test_bad_method_params_are_rejected_before_the_loop(experts, digits_small, monkeypatch, method_params,
                                                          error, match):
-    monkeypatch.setattr(TrajectoryMatching, "loss", lambda *a: pytest.fail("distillation started"))
+    monkeypatch.setattr(_TrajectoryMatchingRun, "loss", lambda *a: pytest.fail("distillation started"))
     params = {"experts": experts, "max_start_epoch": 2, **method_params}
     with pytest.raises(error, match=match):
-        DatasetDistiller("mtt", **MTT, method_params=params).fit(*digits_small)
+        DatasetDistiller(TrajectoryMatching(**params), **MTT).fit(*digits_small)
+    # the deprecated spelling: unknown keys are an error naming them
+    with pytest.raises(ValueError, match=r"method_params has keys \['turbo'\] unknown"):
+        DatasetDistiller("mtt", **MTT, method_params={"turbo": True}).fit(*digits_small)
 
 
 def test_experts_of_another_network_or_data_are_rejected(experts, digits_small):
     X, y = digits_small
     with pytest.raises(ValueError, match="differ from those of the distiller's network"):
-        DatasetDistiller("mtt", **{**MTT, "net_params": {"width": 16, "depth": 2}},
-                         method_params={"experts": experts, "max_start_epoch": 2}).fit(X, y)
+        DatasetDistiller(TrajectoryMatching(experts=experts, max_start_epoch=2),
+                         **{**MTT, "net_params": {"width": 16, "depth": 2}}).fit(X, y)
     keep = y < 9
     with pytest.raises(ValueError, match="was fitted on classes"):
-        DatasetDistiller("mtt", **MTT, method_params={"experts": experts, "max_start_epoch": 2}).fit(X[keep], y[keep])
+        DatasetDistiller(TrajectoryMatching(experts=experts, max_start_epoch=2), **MTT).fit(X[keep], y[keep])
 
 
 # ---------------------------------------------------------------------- MTT vs random real images
@@ -414,11 +417,11 @@ def test_mtt_beats_random_real_images_on_fashion_mnist(data_root):
     X_tr, y_tr, X_te, y_te = X[tr], y[tr], X_te[te], y_te[te]
     net = {"width": 32}
     experts = ExpertTrajectories(n_experts=2, n_epochs=3, net_params=net, random_state=0).fit(X_tr, y_tr)
-    method_params = {"experts": experts, "syn_steps": 10, "batch_syn": 50, "expert_epochs": 1, "max_start_epoch": 3}
+    method = TrajectoryMatching(experts=experts, syn_steps=10, batch_syn=50, expert_epochs=1, max_start_epoch=3)
     results = []
     for seed in range(2):
-        d = DatasetDistiller("mtt", ipc=10, n_iterations=80, lr_images=1000.0, net_params=net, random_state=seed,
-                             method_params=method_params).fit(X_tr, y_tr)
+        d = DatasetDistiller(method, ipc=10, n_iterations=80, lr_images=1000.0, net_params=net,
+                             random_state=seed).fit(X_tr, y_tr)
         clf = ConvNetClassifier(max_epochs=200, module__width=32, random_state=seed)
         mtt = (clf.fit(d.X_synthetic_, d.y_synthetic_).predict(X_te) == y_te).mean()
         r = np.random.default_rng(seed)

@@ -40,10 +40,14 @@ __all__ = ["ExpertTrajectories"]
 FORMAT_VERSION = 1
 
 # Networks that ``load`` may rebuild from their recorded name (nothing else is ever imported).
-_KNOWN_NETS = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in (ConvNet, MLP)}
+# Recorded by their public path; files written before the subpackages name them ddcal_sklearn.nets.*.
+_KNOWN_NETS = {f"{prefix}.{cls.__qualname__}": cls for cls in (ConvNet, MLP)
+               for prefix in ("ddcal_sklearn.nn", "ddcal_sklearn.nets")}
 
 
 def _class_path(net_class):
+    if net_class in (ConvNet, MLP):
+        return f"ddcal_sklearn.nn.{net_class.__qualname__}"
     return f"{net_class.__module__}.{net_class.__qualname__}"
 
 

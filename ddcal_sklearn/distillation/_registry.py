@@ -5,10 +5,9 @@ entry here. The registry lives apart from ``_strategy.py`` because it imports ev
 method, and every method imports the protocol.
 """
 
+import copy
 import functools
 import warnings
-
-from sklearn.base import clone
 
 from ._dm import DistributionMatching
 from ._gradient_matching import GradientMatching
@@ -25,13 +24,15 @@ STRATEGIES = {
 
 
 def resolve_strategy(method, method_params=None):
-    """A fresh strategy for ``method`` (a registered name or a strategy instance).
+    """The strategy for ``method``: a registered name's default, or a (shallow) copy of an instance.
 
     ``method_params`` (deprecated) is applied with ``set_params`` after a
     ``FutureWarning``; keys the strategy does not have are a ``ValueError``.
     """
     if isinstance(method, DistillationStrategy):
-        strategy = clone(method)
+        # a strategy only holds parameters and a fit never changes them, so the user's object is used as
+        # it is: sklearn.clone would also clone a fitted ExpertTrajectories into an unfitted one
+        strategy = copy.copy(method)
     elif isinstance(method, str) and method in STRATEGIES:
         strategy = STRATEGIES[method]()
     else:
@@ -40,11 +41,6 @@ def resolve_strategy(method, method_params=None):
             "instance such as TrajectoryMatching(syn_steps=20)."
         )
     if method_params:
-        example = ", ".join(f"{key}={value!r}" for key, value in list(method_params.items())[:2])
-        warnings.warn(
-            f"method_params is deprecated and will be removed in ddcal-sklearn 0.3: pass "
-            f"method={type(strategy).__name__}({example}) instead, whose parameters GridSearchCV can "
-            f"reach as method__<name>.", FutureWarning, stacklevel=3)
         allowed = strategy.get_params(deep=False)
         unknown = set(method_params) - set(allowed)
         if unknown:
@@ -52,5 +48,10 @@ def resolve_strategy(method, method_params=None):
                 f"method_params has keys {sorted(unknown)} unknown to method={method!r}; "
                 f"allowed: {sorted(allowed) or 'none'}."
             )
+        example = ", ".join(f"{key}={value!r}" for key, value in list(method_params.items())[:2])
+        warnings.warn(
+            f"method_params is deprecated and will be removed in ddcal-sklearn 0.3: pass "
+            f"method={type(strategy).__name__}({example}) instead, whose parameters GridSearchCV can "
+            f"reach as method__<name>.", FutureWarning, stacklevel=6)
         strategy.set_params(**method_params)
     return strategy

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
@@ -190,9 +191,12 @@ class TrajectoryMatching(DistillationStrategy):
 
     Parameters
     ----------
-    experts : ExpertTrajectories or None, default=None
+    experts : ExpertTrajectories, FrozenEstimator of one, or None, default=None
         Fitted: used as is (its network, classes and input shape must match the
-        distiller's). Not fitted: a clone is fitted on the distiller's real data at
+        distiller's). ``GridSearchCV`` and :func:`sklearn.base.clone` clone every
+        parameter, which turns fitted experts into unfitted ones (then fitted anew in
+        every candidate): wrap fitted experts in :class:`sklearn.frozen.FrozenEstimator`
+        to share them across clones. Not fitted: a clone is fitted on the distiller's real data at
         the start of the distiller's ``fit``. None: one is fitted there with
         ``n_experts`` experts of ``max_start_epoch + expert_epochs`` epochs at
         learning rate ``lr_teacher``, the distiller's ``net``, ``net_params``,
@@ -246,7 +250,7 @@ class TrajectoryMatching(DistillationStrategy):
     """
 
     _parameter_constraints = {
-        "experts": [ExpertTrajectories, None],
+        "experts": [ExpertTrajectories, FrozenEstimator, None],
         "n_experts": [Interval(numbers.Integral, 1, None, closed="left")],
         "expert_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "syn_steps": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -268,11 +272,6 @@ class TrajectoryMatching(DistillationStrategy):
         self.lr_lr = lr_lr
         self.batch_syn = batch_syn
         self.checkpointed = checkpointed
-
-    def check(self, *, ipc, augment, n_dims):
-        for name in ("lr_teacher", "lr_lr"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name}={getattr(self, name)!r} of TrajectoryMatching is not finite.")
 
     def start(self, context):
         return _TrajectoryMatchingRun(self, context)
@@ -305,6 +304,11 @@ class _TrajectoryMatchingRun(StrategyRun):
     def _fitted_experts(self):
         s, c = self.strategy, self.context
         experts = s.experts
+        if isinstance(experts, FrozenEstimator):
+            experts = experts.estimator
+            if not isinstance(experts, ExpertTrajectories) or not hasattr(experts, "trajectories_"):
+                raise ValueError("TrajectoryMatching(experts=FrozenEstimator(...)) needs fitted ExpertTrajectories "
+                                 f"inside, got {experts!r}.")
         if experts is not None and hasattr(experts, "trajectories_"):
             return experts
         seed = int(torch.randint(2**62, (1,), generator=c.gen_cpu))

@@ -108,15 +108,28 @@ def _short(value, width=60):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def _is_estimator(description):
+    return isinstance(description, dict) and set(description) >= {"class", "params"} \
+        and isinstance(description["params"], dict)
+
+
 def fingerprint_differences(saved, current):
     """Human-readable list of what differs between two fingerprints."""
     differences = []
     saved_params, current_params = saved.get("params", {}), current.get("params", {})
     for name in sorted(set(saved_params) | set(current_params)):
         old, new = saved_params.get(name, "<absent>"), current_params.get(name, "<absent>")
-        if old != new:
-            label = "device type" if name == "device" else name
-            differences.append(f"{label}: checkpoint {_short(old)}, now {_short(new)}")
+        if old == new:
+            continue
+        if _is_estimator(old) and _is_estimator(new) and old["class"] == new["class"]:
+            # a nested estimator (a distillation method): name the knobs that differ, as set_params would
+            for key in sorted(set(old["params"]) | set(new["params"])):
+                a, b = old["params"].get(key, "<absent>"), new["params"].get(key, "<absent>")
+                if a != b:
+                    differences.append(f"{name}__{key}: checkpoint {_short(a)}, now {_short(b)}")
+            continue
+        label = "device type" if name == "device" else name
+        differences.append(f"{label}: checkpoint {_short(old)}, now {_short(new)}")
     saved_data, current_data = saved.get("data", {}), current.get("data", {})
     for what, keys in (("X", ("X_shape", "X_dtype", "X_sha256")), ("y", ("y_shape", "y_sha256", "classes"))):
         if any(saved_data.get(key) != current_data.get(key) for key in keys):
