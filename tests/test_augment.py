@@ -340,3 +340,13 @@ def test_cuda_matches_cpu_with_cpu_generator():
     assert p.rotate.device.type == "cuda"
     y = aug(x.cuda(), p)
     torch.testing.assert_close(y.cpu(), aug(x, aug.sample(x.shape, gen(5))), rtol=1e-4, atol=1e-4)
+
+
+def test_with_per_sample_copies_every_setting():
+    aug = SiameseAugment("crop_flip", mode="all", scale=1.5, rotate=5.0, flip_p=0.3)
+    copy = aug.with_per_sample()
+    assert copy is not aug and copy.per_sample and not aug.per_sample
+    assert repr(copy) == repr(aug).replace("per_sample=False", "per_sample=True")
+    params = copy.sample(4, torch.Generator().manual_seed(0))
+    x = torch.randn(4, 1, 8, 8)
+    assert copy(x, params).shape == x.shape

@@ -19,7 +19,9 @@ from ..nn import SiameseAugment, build_network
 from ..utils import (
     check_generator,
     check_label_types,
+    check_network_input,
     draw_seed,
+    image_estimator_tags,
     is_jsonable,
     read_checkpoint,
     remove_stale_temporaries,
@@ -241,11 +243,7 @@ class DatasetDistiller(BaseEstimator):
         self.checkpoint_every = checkpoint_every
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = True
-        tags.non_deterministic = self.random_state is None
-        return tags
+        return image_estimator_tags(super().__sklearn_tags__(), self.random_state, target_required=True)
 
     def _check_configuration(self, X, y):
         """Every check that can fail, before any work is done."""
@@ -259,16 +257,7 @@ class DatasetDistiller(BaseEstimator):
                 f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a directory: pass a "
                 "directory (it is created if missing), or None for no checkpoints."
             )
-        if X.ndim not in (2, 4):
-            raise ValueError(
-                f"X has shape {X.shape}: DatasetDistiller needs images (n_samples, channels, "
-                "height, width) or flat features (n_samples, n_features)."
-            )
-        if X.ndim == 2 and self.augment is not None:
-            raise ValueError(
-                f"augment={self.augment!r} needs images (n_samples, channels, height, width), but X "
-                f"has shape {X.shape}; pass augment=None for flat features."
-            )
+        check_network_input(X, self.augment, owner="DatasetDistiller")
         check_classification_targets(y)
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:

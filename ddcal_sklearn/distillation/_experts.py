@@ -32,7 +32,17 @@ from ..nn import (
     reinitialize_,
     unflatten_parameters,
 )
-from ..utils import check_generator, draw_seed, read_npz, resolve_device, run_fingerprint, to_jsonable, write_npz
+from ..utils import (
+    check_generator,
+    check_network_input,
+    draw_seed,
+    image_estimator_tags,
+    read_npz,
+    resolve_device,
+    run_fingerprint,
+    to_jsonable,
+    write_npz,
+)
 
 __all__ = ["ExpertTrajectories"]
 
@@ -216,25 +226,12 @@ class ExpertTrajectories(BaseEstimator):
         self.verbose = verbose
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = True
-        tags.non_deterministic = self.random_state is None
-        return tags
+        return image_estimator_tags(super().__sklearn_tags__(), self.random_state, target_required=True)
 
     # ------------------------------------------------------------------ fitting
     def _check_configuration(self, X, y):
         device = resolve_device(self.device)
-        if X.ndim not in (2, 4):
-            raise ValueError(
-                f"X has shape {X.shape}: ExpertTrajectories needs images (n_samples, channels, "
-                "height, width) or flat features (n_samples, n_features)."
-            )
-        if X.ndim == 2 and self.augment is not None:
-            raise ValueError(
-                f"augment={self.augment!r} needs images (n_samples, channels, height, width), but X "
-                f"has shape {X.shape}; pass augment=None for flat features."
-            )
+        check_network_input(X, self.augment, owner="ExpertTrajectories")
         check_classification_targets(y)
         if len(np.unique(y)) < 2:
             raise ValueError(f"y has only one class ({y[0]!r}); experts need at least 2 classes.")

@@ -16,7 +16,6 @@ vectors, and the backward pass walks the steps in reverse, rebuilding one step's
 at a time to take its vector-Jacobian products (Hessian-vector products included).
 """
 
-import math
 import numbers
 from pathlib import Path
 

@@ -19,7 +19,7 @@ from ._device import resolve_device
 from ._io import atomic_write, check_format_version, read_npz, remove_stale_temporaries, write_npz
 from ._json import dumps_with_arrays, is_jsonable, loads_with_arrays, to_jsonable
 from ._random import check_generator, draw_seed, torch_generator
-from ._validation import check_label_types
+from ._validation import check_label_types, check_network_input, image_estimator_tags
 from ._version import __version__
 
 __all__ = [
@@ -29,10 +29,12 @@ __all__ = [
     "check_format_version",
     "check_generator",
     "check_label_types",
+    "check_network_input",
     "describe",
     "draw_seed",
     "dumps_with_arrays",
     "fingerprint_differences",
+    "image_estimator_tags",
     "is_jsonable",
     "loads_with_arrays",
     "read_checkpoint",
@@ -45,4 +47,5 @@ __all__ = [
     "to_cpu",
     "to_jsonable",
     "torch_generator",
+    "write_npz",
 ]

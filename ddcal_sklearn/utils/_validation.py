@@ -66,3 +66,35 @@ def check_label_types(y, *, param="y"):
         return
     if missing.any():
         raise ValueError(f"{param} contains NaN; every sample needs a class label.")
+
+
+def check_network_input(X, augment, *, owner):
+    """Refuse inputs a distillation network cannot take: images ``(n, C, H, W)`` or flat ``(n, d)`` only.
+
+    Parameters
+    ----------
+    X : ndarray
+        Validated inputs.
+    augment : str or None
+        The estimator's ``augment``: augmentation needs images.
+    owner : str
+        The estimator's name, for the message.
+    """
+    if X.ndim not in (2, 4):
+        raise ValueError(
+            f"X has shape {X.shape}: {owner} needs images (n_samples, channels, "
+            "height, width) or flat features (n_samples, n_features)."
+        )
+    if X.ndim == 2 and augment is not None:
+        raise ValueError(
+            f"augment={augment!r} needs images (n_samples, channels, height, width), but X "
+            f"has shape {X.shape}; pass augment=None for flat features."
+        )
+
+
+def image_estimator_tags(tags, random_state, *, target_required=False):
+    """scikit-learn tags of an estimator that takes images: 4-D input, reproducible given ``random_state``."""
+    tags.input_tags.three_d_array = True
+    tags.target_tags.required = tags.target_tags.required or target_required
+    tags.non_deterministic = random_state is None
+    return tags
