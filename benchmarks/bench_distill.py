@@ -29,6 +29,9 @@ from _common import add_data_arguments, load_data, timed  # benchmarks/ is on sy
 from bench_dm import reference_dm
 
 from ddcal_sklearn import DatasetDistiller, ExpertTrajectories
+from ddcal_sklearn.distillation import STRATEGIES
+# Private, for the table's "s / reference iteration" column only: the outer loop GradientMatching
+# derives from ipc when outer_loop=None (no public name gives it yet).
 from ddcal_sklearn.distillation._gradient_matching import _loops_for_ipc
 
 # Learning rates of the images per method, as the reference code uses them (MTT's loss is normalised).
@@ -81,13 +84,14 @@ def main(argv=None):
     experts = ExpertTrajectories(n_experts=1, n_epochs=3, net_params=net_params, device=device,
                                  random_state=0).fit(X, y)
 
-    def distiller(method, n, *, mdt=0.0, ipc=args.ipc, **method_params):
+    def distiller(method, n, *, mdt=0.0, ipc=args.ipc, **strategy_params):
+        """A distiller of the named method; ``strategy_params`` go to its strategy (e.g. MTT's syn_steps)."""
         if method == "mtt":
-            method_params = {"experts": experts, "expert_epochs": 2, "max_start_epoch": 1,
-                             "syn_steps": 30, **method_params}
-        return DatasetDistiller(method, ipc=ipc, n_iterations=n, mdt_mask_ratio=mdt, lr_images=LR_IMAGES[method],
-                                momentum=0.5, batch_real=args.batch_real, net_params=net_params,
-                                method_params=method_params or None, device=device, random_state=0)
+            strategy_params = {"experts": experts, "expert_epochs": 2, "max_start_epoch": 1,
+                               "syn_steps": 30, **strategy_params}
+        return DatasetDistiller(STRATEGIES[method](**strategy_params), ipc=ipc, n_iterations=n, mdt_mask_ratio=mdt,
+                                lr_images=LR_IMAGES[method], momentum=0.5, batch_real=args.batch_real,
+                                net_params=net_params, device=device, random_state=0)
 
     # ---------------------------------------------------------------- table 1
     print(f"## Distillation methods ({args.dataset}, ipc={args.ipc}, device={device}, "

@@ -1,7 +1,8 @@
 """Reliability diagrams, max-logit histograms and mask-ratio curves.
 
 Display objects in the style of scikit-learn's (``from_estimator``,
-``from_predictions``, ``plot(ax=)``); matplotlib is imported only when drawing.
+``from_predictions``, ``plot(ax=)``), on one private base, :class:`_Display`;
+matplotlib is imported only when drawing.
 """
 
 import numbers
@@ -19,8 +20,72 @@ from .metrics import calibration_curve_top_label, expected_calibration_error
 
 __all__ = ["MaskRatioCurveDisplay", "MaxLogitDisplay", "ReliabilityDisplay"]
 
+#: What a classifier needs for its logits (:func:`~ddcal_sklearn.calibration.logits`): either one.
+_SCORE_METHODS = ("decision_function", "predict_proba")
 
-class ReliabilityDisplay:
+
+class _Display:
+    """What every Display shares: scikit-learn's Display pattern.
+
+    A Display stores the numbers it draws (its constructor arguments, among them
+    ``estimator_name``). ``plot(ax=None, *, name=None, **kwargs)`` draws them on
+    ``ax`` (a new figure when None), stores its artists as attributes ending in
+    ``_`` plus ``ax_`` and ``figure_``, and returns the Display. The class methods
+    ``from_estimator`` (a fitted classifier and data) and ``from_predictions`` or
+    ``from_results`` (precomputed values) compute the numbers, build the Display and
+    call ``plot``. matplotlib is imported only inside ``plot``, so the numbers are
+    available without it; the class methods check for it first, so that a missing
+    matplotlib is reported before any work.
+
+    Subclasses implement ``plot`` between :meth:`_start_plot` and :meth:`_finish_plot`
+    and name their default legend entry in :meth:`_default_name`.
+    """
+
+    def _default_name(self):
+        """Legend name when neither ``name`` nor ``estimator_name`` is given."""
+        raise NotImplementedError
+
+    def _start_plot(self, ax, name):
+        """``(ax, legend name)``: matplotlib checked, ``ax`` created if None."""
+        check_matplotlib_support(f"{type(self).__name__}.plot")
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots()
+        if name is None:
+            name = self.estimator_name
+        return ax, self._default_name() if name is None else name
+
+    def _finish_plot(self, ax, **axes_properties):
+        """Label the axes, draw the legend, store ``ax_`` and ``figure_``; returns ``self``."""
+        ax.set(**axes_properties)
+        ax.legend(loc="best")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    @classmethod
+    def _check_matplotlib(cls, method):
+        check_matplotlib_support(f"{cls.__name__}.{method}")
+
+    @staticmethod
+    def _fitted_classifier(estimator, methods=_SCORE_METHODS):
+        """The fitted classifier of ``estimator`` (a FrozenEstimator unwrapped), which has one of ``methods``.
+
+        Raises ``TypeError`` naming the estimator when it has none of ``methods``, and
+        ``NotFittedError`` when it is not fitted.
+        """
+        inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+        if not any(hasattr(inner, method) for method in methods):
+            raise TypeError(
+                f"estimator={inner!r} has no {' or '.join(methods)}; the display needs "
+                "scores from a fitted classifier."
+            )
+        check_is_fitted(inner)
+        return inner
+
+
+class ReliabilityDisplay(_Display):
     """Top-label reliability diagram.
 
     Bars show the accuracy of each confidence bin, the shaded part of each bar
@@ -90,6 +155,9 @@ class ReliabilityDisplay:
         self.ece = ece
         self.estimator_name = estimator_name
 
+    def _default_name(self):
+        return "Accuracy"
+
     def _bar_geometry(self):
         """Left edges and widths of the bars."""
         if self.bin_edges is not None:
@@ -120,14 +188,7 @@ class ReliabilityDisplay:
         display : ReliabilityDisplay
             ``self``, with the artists stored as attributes.
         """
-        check_matplotlib_support(f"{self.__class__.__name__}.plot")
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
-        name = self.estimator_name if name is None else name
-
-        label = "Accuracy" if name is None else name
+        ax, label = self._start_plot(ax, name)
         if self.ece is not None:
             label = f"{label} (ECE = {self.ece:.4f})"
         accuracy = np.asarray(self.accuracy, dtype=float)
@@ -159,17 +220,8 @@ class ReliabilityDisplay:
                 self.bars_, labels=[str(int(c)) for c in self.counts], fontsize="x-small"
             )
 
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1.05),
-            xlabel="Confidence (top-label probability)",
-            ylabel="Accuracy",
-        )
-        ax.legend(loc="best")
-
-        self.ax_ = ax
-        self.figure_ = ax.figure
-        return self
+        return self._finish_plot(ax, xlim=(0, 1), ylim=(0, 1.05),
+                                 xlabel="Confidence (top-label probability)", ylabel="Accuracy")
 
     @classmethod
     def from_predictions(
@@ -224,7 +276,7 @@ class ReliabilityDisplay:
         >>> int(disp.counts.sum())
         200
         """
-        check_matplotlib_support(f"{cls.__name__}.from_predictions")
+        cls._check_matplotlib("from_predictions")
         ece = expected_calibration_error(
             y_true, y_prob, n_bins=n_bins, strategy=strategy, labels=labels
         )
@@ -297,21 +349,22 @@ class ReliabilityDisplay:
         >>> disp.estimator_name
         'LogisticRegression'
         """
-        check_matplotlib_support(f"{cls.__name__}.from_estimator")
+        cls._check_matplotlib("from_estimator")
+        inner = cls._fitted_classifier(estimator, methods=("predict_proba",))
         return cls.from_predictions(
             y,
             estimator.predict_proba(X),
             n_bins=n_bins,
             strategy=strategy,
             labels=estimator.classes_,
-            name=type(estimator).__name__ if name is None else name,
+            name=type(inner).__name__ if name is None else name,
             ax=ax,
             show_counts=show_counts,
             **kwargs,
         )
 
 
-class MaxLogitDisplay:
+class MaxLogitDisplay(_Display):
     """Histogram of a classifier's maximum logits, with their mean and spread.
 
     The analysis of Zhu et al. (ICCV 2023): networks trained on distilled data give
@@ -380,6 +433,9 @@ class MaxLogitDisplay:
         self.estimator_name = estimator_name
         self.mask_ratio = mask_ratio
 
+    def _default_name(self):
+        return "Max logits"
+
     def plot(self, ax=None, *, name=None, bins=30, show_stats=True, **kwargs):
         """Draw the histogram.
 
@@ -402,14 +458,9 @@ class MaxLogitDisplay:
         display : MaxLogitDisplay
             ``self``, with the artists stored as attributes.
         """
-        check_matplotlib_support(f"{self.__class__.__name__}.plot")
+        ax, label = self._start_plot(ax, name)
         import matplotlib.colors as mcolors
-        import matplotlib.pyplot as plt
 
-        if ax is None:
-            _, ax = plt.subplots()
-        name = self.estimator_name if name is None else name
-        label = "Max logits" if name is None else name
         mean, std = self.statistics["mean"], self.statistics["std"]
         if show_stats:
             label = f"{label} (mean ± std = {mean:.2f} ± {std:.2f})"
@@ -426,12 +477,7 @@ class MaxLogitDisplay:
             self.mean_line_ = ax.axvline(mean, color=color, linestyle="--", linewidth=1.5)
 
         ylabel = "Density" if hist_kwargs.get("density", False) else "Number of samples"
-        ax.set(xlabel="Maximum logit", ylabel=ylabel)
-        ax.legend(loc="best")
-
-        self.ax_ = ax
-        self.figure_ = ax.figure
-        return self
+        return self._finish_plot(ax, xlabel="Maximum logit", ylabel=ylabel)
 
     @classmethod
     def from_predictions(
@@ -468,7 +514,7 @@ class MaxLogitDisplay:
         >>> disp.statistics["n"], len(disp.counts_)
         (500, 20)
         """
-        check_matplotlib_support(f"{cls.__name__}.from_predictions")
+        cls._check_matplotlib("from_predictions")
         values = np.asarray(logits)
         if values.ndim == 2:
             if values.shape[1] < 2:
@@ -545,11 +591,12 @@ class MaxLogitDisplay:
         >>> disp.estimator_name
         'LogisticRegression (mask_ratio=0.3)'
         """
-        check_matplotlib_support(f"{cls.__name__}.from_estimator")
+        cls._check_matplotlib("from_estimator")
+        inner = cls._fitted_classifier(estimator)
         values = max_logits(estimator, X, mask_ratio=mask_ratio, random_state=random_state)
         mask_ratio = float(mask_ratio)  # validated by max_logits
         if name is None:
-            name = type(estimator).__name__
+            name = type(inner).__name__
             if mask_ratio > 0:
                 name = f"{name} (mask_ratio={mask_ratio:g})"
         display = cls(values, estimator_name=name, mask_ratio=mask_ratio)
@@ -587,7 +634,7 @@ def _check_curve_values(values, n, param):
 _SCORINGS = {"ece": "ECE", "nll": "NLL"}
 
 
-class MaskRatioCurveDisplay:
+class MaskRatioCurveDisplay(_Display):
     """Held-out calibration error of Masked Temperature Scaling against its mask ratio.
 
     One point per mask ratio ``r``: a temperature fitted by
@@ -678,6 +725,9 @@ class MaskRatioCurveDisplay:
         self.greater_is_better = bool(greater_is_better)
         self.estimator_name = estimator_name
 
+    def _default_name(self):
+        return self.score_name
+
     @property
     def _best_index(self):
         return int(np.argmax(self.scores) if self.greater_is_better else np.argmin(self.scores))
@@ -709,14 +759,7 @@ class MaskRatioCurveDisplay:
         display : MaskRatioCurveDisplay
             ``self``, with the artists stored as attributes.
         """
-        check_matplotlib_support(f"{self.__class__.__name__}.plot")
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
-        name = self.estimator_name if name is None else name
-        label = self.score_name if name is None else name
-
+        ax, label = self._start_plot(ax, name)
         order = np.argsort(self.mask_ratios)
         ratios, scores = self.mask_ratios[order], self.scores[order]
         line_kwargs = _validate_style_kwargs({"marker": "o", "label": label}, kwargs)
@@ -741,12 +784,7 @@ class MaskRatioCurveDisplay:
             label=f"Best r = {best_ratio:g} ({self.score_name} = {best_score:.4f})",
         )[0]
 
-        ax.set(xlabel="Mask ratio r", ylabel=self.score_name)
-        ax.legend(loc="best")
-
-        self.ax_ = ax
-        self.figure_ = ax.figure
-        return self
+        return self._finish_plot(ax, xlabel="Mask ratio r", ylabel=self.score_name)
 
     @classmethod
     def from_results(
@@ -796,7 +834,7 @@ class MaskRatioCurveDisplay:
         >>> disp.best_mask_ratio
         0.5
         """
-        check_matplotlib_support(f"{cls.__name__}.from_results")
+        cls._check_matplotlib("from_results")
         display = cls(
             mask_ratios,
             scores,
@@ -886,7 +924,7 @@ class MaskRatioCurveDisplay:
         >>> disp.scores.shape, disp.temperatures.shape
         ((3,), (3,))
         """
-        check_matplotlib_support(f"{cls.__name__}.from_estimator")
+        cls._check_matplotlib("from_estimator")
         ratios = _check_mask_ratios(mask_ratios)
         if callable(scoring):
             score_func, score_name = scoring, getattr(scoring, "__name__", "Score")
@@ -909,8 +947,7 @@ class MaskRatioCurveDisplay:
         if not callable(scoring):
             greater_is_better = False  # ECE and NLL are losses
 
-        inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-        check_is_fitted(inner)
+        inner = cls._fitted_classifier(estimator)
         frozen = estimator if isinstance(estimator, FrozenEstimator) else FrozenEstimator(estimator)
         if len(X_val) != len(y_val):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""The demo (``python -m ddcal_sklearn.demo``) end to end, with --quick settings."""
+"""The demo (``python -m ddcal_sklearn.apps.demo``) end to end, with --quick settings."""
 
 import itertools
 import json
@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from ddcal_sklearn.apps.demo import CALIBRATIONS, MDT_MASK_RATIO, TRAINING_SETS, main, run_demo
 from ddcal_sklearn import load_synthetic_set
+from ddcal_sklearn.apps.demo import CALIBRATIONS, MDT_MASK_RATIO, TRAINING_SETS, main, run_demo
+
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
 
 
 @pytest.fixture(scope="module")

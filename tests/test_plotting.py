@@ -3,6 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.container import BarContainer
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -334,3 +335,55 @@ def test_mask_ratio_curve_from_estimator_rejects_bad_input(calib_val):
     with pytest.raises(ValueError, match=r"mask_ratios\[0\] must be in"):
         MaskRatioCurveDisplay.from_estimator(clf, *args, mask_ratios=[-0.1])
     assert not plt.get_fignums()
+
+
+# ------------------------------------------------------------ what the displays share
+
+
+class _LabelsOnly(ClassifierMixin, BaseEstimator):
+    """A fitted classifier with neither decision_function nor predict_proba."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def _from_estimator(display, estimator, X, y):
+    if display is ReliabilityDisplay:
+        return display.from_estimator(estimator, X, y)
+    if display is MaxLogitDisplay:
+        return display.from_estimator(estimator, X)
+    return display.from_estimator(estimator, X[:200], y[:200], X[200:], y[200:], mask_ratios=[0.0, 0.3],
+                                  random_state=0)
+
+
+@pytest.mark.parametrize("display", [ReliabilityDisplay, MaxLogitDisplay, MaskRatioCurveDisplay])
+def test_every_display_names_a_frozen_estimator_by_its_classifier(digits_model, display):
+    clf, X, y = digits_model
+    disp = _from_estimator(display, FrozenEstimator(clf), X, y)
+    assert disp.estimator_name == "LogisticRegression"
+    assert disp.figure_ is disp.ax_.figure and disp.ax_.get_legend() is not None
+
+
+@pytest.mark.parametrize("display", [ReliabilityDisplay, MaxLogitDisplay, MaskRatioCurveDisplay])
+def test_every_display_refuses_an_estimator_without_scores(digits_model, display):
+    _, X, y = digits_model
+    with pytest.raises(TypeError, match="estimator=_LabelsOnly.* has no .*predict_proba"):
+        _from_estimator(display, _LabelsOnly().fit(X, y), X, y)
+    assert not plt.get_fignums()
+
+
+def test_reliability_display_needs_probabilities(digits_model):
+    _, X, y = digits_model
+
+    class MarginsOnly(_LabelsOnly):
+        def decision_function(self, X):
+            return np.zeros((len(X), len(self.classes_)))
+
+    with pytest.raises(TypeError, match="has no predict_proba"):
+        ReliabilityDisplay.from_estimator(MarginsOnly().fit(X, y), X, y)
+    # the other displays work from logits alone
+    assert MaxLogitDisplay.from_estimator(MarginsOnly().fit(X, y), X).statistics["mean"] == 0.0

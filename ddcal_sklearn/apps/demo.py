@@ -1,6 +1,6 @@
 """The project's demo: distil, train, calibrate, and measure calibration on real test data.
 
-Run ``python -m ddcal_sklearn.demo`` (or ``make demo``, or the ``ddcal-demo`` console
+Run ``python -m ddcal_sklearn.apps.demo`` (or ``make demo``, or the ``ddcal-demo`` console
 script). On scikit-learn's digits (the default, no download) it:
 
 1. splits the images into a training set (the real data to distil), a held-out real
@@ -21,9 +21,7 @@ calibration or training data only.
 """
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,7 +36,6 @@ from ddcal_sklearn import (
     DatasetDistiller,
     MaskedTemperatureCalibrator,
     ReliabilityDisplay,
-    calibration_report,
     load_cifar10,
     load_digits_images,
     load_fashion_mnist,
@@ -46,6 +43,8 @@ from ddcal_sklearn import (
 )
 from ddcal_sklearn.datasets import DATA_ENV
 from ddcal_sklearn.utils import resolve_device
+
+from ._common import N_BINS, default_data_root, describe_hardware, pyplot, random_real_subset, report, write_json
 
 __all__ = ["format_table", "main", "run_demo"]
 
@@ -57,9 +56,6 @@ MDT_MASK_RATIO = 0.3
 MTS_CANDIDATE_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 #: MTS mask ratio when fitting on the network's own training set (the paper's range is 0.5-0.6).
 MTS_TRAIN_SET_RATIO = 0.5
-#: Bins of the expected calibration error.
-N_BINS = 15
-
 TRAINING_SETS = {"dm": "DM", "dm_mdt": "DM+MDT", "random": "Random real"}
 CALIBRATIONS = {
     "none": "none",
@@ -108,14 +104,6 @@ class _Progress:
     def __call__(self, message):
         if self.verbose:
             print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def _default_data_root():
-    """``$DDCAL_DATA``, else ``../shared/datasets`` from the working directory if it exists."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    shared = Path.cwd().parent / "shared" / "datasets"
-    return shared if shared.is_dir() else None  # None: the loader explains what is missing
 
 
 def _available_cores():
@@ -170,28 +158,10 @@ def _load_splits(dataset, settings, data_root, seed):
     return (X_train, y_train, X_cal, y_cal, test.data, test.target), bunch
 
 
-def _random_real_subset(X, y, ipc, seed):
-    """Exactly ``ipc`` random real images of every class, class-major like a synthetic set."""
-    rng = np.random.default_rng(seed)
-    index = np.concatenate([rng.choice(np.flatnonzero(y == c), ipc, replace=False) for c in np.unique(y)])
-    return X[index], y[index]
-
-
 def _loss_summary(loss_curve):
     """Mean matching loss over the first and the last 5% of the iterations."""
     window = max(1, len(loss_curve) // 20)
     return float(loss_curve[:window].mean()), float(loss_curve[-window:].mean())
-
-
-def _report(y_test, proba, labels):
-    """:func:`calibration_report` of float64 probabilities renormalised per row.
-
-    A float32 softmax sums to 1 only within ~1e-7, which scikit-learn's ``log_loss`` and
-    ``brier_score_loss`` flag with a warning once cast to float64; renormalising changes
-    no metric beyond that round-off.
-    """
-    proba = np.asarray(proba, dtype=np.float64)
-    return calibration_report(y_test, proba / proba.sum(axis=1, keepdims=True), n_bins=N_BINS, labels=labels)
 
 
 def _row(training_set, label, calibration, mask_ratio, temperature, report, extra=None):
@@ -213,7 +183,7 @@ def _calibrate_and_score(name, label, net, X_own, y_own, X_cal, y_cal, X_test, y
     """
     classes = net.classes_
     probas = {"none": net.predict_proba(X_test)}
-    rows = [_row(name, label, "none", None, 1.0, _report(y_test, probas["none"], classes))]
+    rows = [_row(name, label, "none", None, 1.0, report(y_test, probas["none"], classes))]
     calibrators = {
         # Ordinary temperature scaling: mask ratio 0 on held-out real data.
         "ts_real": (MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.0, random_state=seed),
@@ -234,9 +204,8 @@ def _calibrate_and_score(name, label, net, X_own, y_own, X_cal, y_cal, X_test, y
                 "mask_ratios": calibrator.mask_ratio_losses_.mask_ratios.tolist(),
                 "held_out_nll": calibrator.mask_ratio_losses_.losses.tolist(),
             }
-        report = _report(y_test, probas[calibration], classes)
         rows.append(_row(name, label, calibration, float(calibrator.mask_ratio_),
-                         float(calibrator.temperatures_[0]), report, extra))
+                         float(calibrator.temperatures_[0]), report(y_test, probas[calibration], classes), extra))
     return rows, probas
 
 
@@ -281,11 +250,7 @@ _LEGEND = (f"ECE: top-label, {N_BINS} equal-width bins. NLL: mean negative log-l
 
 def _save_synthetic_grid(path, sets, bunch):
     """One panel per synthetic set, one row per class, pixels un-normalised."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 5), squeeze=False)
     for ax, (title, X_syn, y_syn) in zip(axes[0], sets):
         classes = np.unique(y_syn)
@@ -310,11 +275,7 @@ def _save_synthetic_grid(path, sets, bunch):
 
 def _save_reliability(path, y_test, probas, labels, title):
     """A 2x2 grid of reliability diagrams of one network under the four calibrations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 9))
     for ax, (calibration, proba) in zip(axes.ravel(), probas.items()):
         ReliabilityDisplay.from_predictions(y_test, proba, n_bins=N_BINS, labels=labels,
@@ -324,26 +285,6 @@ def _save_reliability(path, y_test, probas, labels, title):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _hardware(device):
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)"
 
 
 def run_demo(dataset="digits", *, ipc=10, iterations=None, epochs=None, seed=0, output_dir="outputs/demo",
@@ -403,7 +344,7 @@ def run_demo(dataset="digits", *, ipc=10, iterations=None, epochs=None, seed=0, 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if data_root is None and dataset != "digits":
-        data_root = _default_data_root()
+        data_root = default_data_root()
 
     previous_threads = torch.get_num_threads()
     if n_threads is None:
@@ -443,7 +384,7 @@ def _run(dataset, settings, seed, output_dir, data_root, device, progress):
                              "loss_last_5pct": last, "loss_curve": distiller.loss_curve_.tolist()}
         progress(f"distilled {labels[key]}: {settings['iterations']} iterations, matching loss "
                  f"{first:.3g} -> {last:.3g} (mean of first/last 5%) ({elapsed:.1f}s)")
-    train_sets["random"] = _random_real_subset(X_train, y_train, ipc, seed)
+    train_sets["random"] = random_real_subset(X_train, y_train, ipc, seed)
 
     rows, probas, nets = [], {}, {}
     for key, (X_own, y_own) in train_sets.items():
@@ -483,7 +424,7 @@ def _run(dataset, settings, seed, output_dir, data_root, device, progress):
               f"Training data: {labels['dm']} and {labels['dm_mdt']} synthetic sets "
               f"({settings['iterations']} iterations), and {ipc} random real images per class. "
               f"Calibration data: {len(y_cal)} held-out real images, or the training set itself. "
-              f"Test: {len(y_test)} real images. Hardware: {_hardware(device)}.\n")
+              f"Test: {len(y_test)} real images. Hardware: {describe_hardware(device)}.\n")
     if "Caveat:" in bunch.DESCR:  # the lossy CIFAR-10 JPEG copy: numbers are not comparable with papers
         header += "\nCaveat: " + " ".join(bunch.DESCR.split("Caveat:", 1)[1].split("Licence:")[0].split()) + "\n"
     paths["results_md"] = output_dir / "results.md"
@@ -494,15 +435,15 @@ def _run(dataset, settings, seed, output_dir, data_root, device, progress):
     paths["results_json"] = output_dir / "results.json"
     results = {
         "dataset": dataset, "seed": seed, "settings": settings, "splits": splits, "device": str(device),
-        "hardware": _hardware(device), "distillation": distillation, "rows": rows, "table": table,
+        "hardware": describe_hardware(device), "distillation": distillation, "rows": rows, "table": table,
         "summary": summary, "timings": timings, "paths": paths,
     }
-    paths["results_json"].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    write_json(paths["results_json"], results)
     return results
 
 
 def main(argv=None):
-    """Command-line entry point (``python -m ddcal_sklearn.demo``, ``ddcal-demo``).
+    """Command-line entry point (``python -m ddcal_sklearn.apps.demo``, ``ddcal-demo``).
 
     Parameters
     ----------

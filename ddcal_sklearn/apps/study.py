@@ -41,6 +41,9 @@ from ddcal_sklearn import (
     DatasetDistiller,
     ExpertTrajectories,
     MaskedTemperatureCalibrator,
+    MaskRatioCurveDisplay,
+    MaxLogitDisplay,
+    ReliabilityDisplay,
     expected_calibration_error,
     fit_temperature,
     load_cifar10,
@@ -48,16 +51,18 @@ from ddcal_sklearn import (
     load_fashion_mnist,
     load_synthetic_set,
     mask_elements,
+    max_logits,
     save_synthetic_set,
     summarize_max_logits,
 )
-from ddcal_sklearn.utils import atomic_write, resolve_device
+from ddcal_sklearn.calibration import logits
+from ddcal_sklearn.distillation import STRATEGIES
+from ddcal_sklearn.utils import atomic_write, resolve_device, to_jsonable
 
-from .demo import _default_data_root, _hardware, _jsonable, _random_real_subset, _report
+from ._common import N_BINS, default_data_root, describe_hardware, pyplot, random_real_subset, report, write_json
 
 __all__ = ["main", "run_study", "STUDY_SETTINGS"]
 
-N_BINS = 15
 #: Candidate MTS mask ratios; the calibrator picks one by held-out loss on the validation split.
 MTS_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 #: Candidate MTS ratios when fitting on the network's own (distilled) training set; chosen by validation ECE.
@@ -79,7 +84,9 @@ ROW_LABELS = {
 }
 
 # Budgets per dataset and hardware; "quick" is a smoke test of every step whose numbers mean nothing.
-# MTT's lr_images is large because its loss is normalised (see TrajectoryMatching).
+# "strategy" holds the parameters of the method's strategy object (TrajectoryMatching for MTT;
+# its experts are fitted once per study from "experts"). MTT's lr_images is large because its
+# loss is normalised (see TrajectoryMatching).
 # 28x28 and 32x32 images: the same budgets (ConvNet-3 as in the literature; the CPU variant scaled down).
 _SMALL_IMAGES = {
     "net_params": {"depth": 3, "width": 32}, "n_val": 1000, "n_test": 2000, "n_train": 5000,
@@ -89,7 +96,7 @@ _SMALL_IMAGES = {
         "dsa": {"n_iterations": 30, "batch_real": 32, "lr_images": 0.1},
         "dc": {"n_iterations": 30, "batch_real": 32, "lr_images": 0.1},
         "mtt": {"n_iterations": 80, "lr_images": 1000.0,
-                "method_params": {"syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 2}},
+                "strategy": {"syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 2}},
     },
     "experts": {"n_experts": 2, "n_epochs": 4, "batch_size": 256},
     # Sized to finish within minutes of one H100, far below the papers' schedules (DM 20,000
@@ -103,7 +110,7 @@ _SMALL_IMAGES = {
             "dsa": {"n_iterations": 100, "batch_real": 256, "lr_images": 0.1},
             "dc": {"n_iterations": 100, "batch_real": 256, "lr_images": 0.1},
             "mtt": {"n_iterations": 150, "lr_images": 1000.0,
-                    "method_params": {"syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 6}},
+                    "strategy": {"syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 6}},
         },
         "experts": {"n_experts": 3, "n_epochs": 8, "batch_size": 256},
     },
@@ -119,7 +126,7 @@ STUDY_SETTINGS = {
             "dsa": {"n_iterations": 30, "batch_real": 64, "lr_images": 0.1},
             "dc": {"n_iterations": 30, "batch_real": 64, "lr_images": 0.1},
             "mtt": {"n_iterations": 100, "lr_images": 100.0,
-                    "method_params": {"syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 5}},
+                    "strategy": {"syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 5}},
         },
         "experts": {"n_experts": 3, "n_epochs": 7, "batch_size": 64},
     },
@@ -134,7 +141,7 @@ _QUICK = {
         "dsa": {"n_iterations": 2, "batch_real": 16, "lr_images": 0.1},
         "dc": {"n_iterations": 2, "batch_real": 16, "lr_images": 0.1},
         "mtt": {"n_iterations": 3, "lr_images": 100.0,
-                "method_params": {"syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1}},
+                "strategy": {"syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1}},
     },
     "experts": {"n_experts": 1, "n_epochs": 2, "batch_size": 64},
 }
@@ -201,7 +208,7 @@ class _Cache:
     def put(self, key, record, arrays=None):
         if arrays:  # the arrays first: a unit counts as finished once its JSON exists
             atomic_write(self.path(key, ".npz"), lambda file: np.savez_compressed(file, **arrays))
-        text = json.dumps(_jsonable(record)).encode()
+        text = json.dumps(to_jsonable(record)).encode()
         atomic_write(self.path(key), lambda file: file.write(text))
 
     def arrays(self, key):
@@ -219,17 +226,13 @@ def _network(settings, *, epochs, lr, seed, device, **options):
                              **module, **options)
 
 
-def _logits(net, X):
-    return np.asarray(net.decision_function(X), dtype=np.float64)
-
-
 def _ece_vs_mask_ratio(net, X_val, clean, y_index, seed):
     """Held-out ECE against mask ratio: T fitted on the masked logits of one validation half,
     ECE of the clean logits (``clean``) of the other, both ways, averaged."""
     half_a, half_b = train_test_split(np.arange(len(y_index)), test_size=0.5, stratify=y_index, random_state=seed)
     curve = []
     for ratio in CURVE_RATIOS:
-        masked = clean if ratio == 0 else _logits(net, mask_elements(X_val, ratio, random_state=seed))
+        masked = clean if ratio == 0 else logits(net, mask_elements(X_val, ratio, random_state=seed))
         eces = []
         for fit, score in ((half_a, half_b), (half_b, half_a)):
             temperature = fit_temperature(masked[fit], y_index[fit])
@@ -253,8 +256,8 @@ def _own_set_calibration(net, X_own, y_own, val_logits, y_val, test_logits, y_te
                                              labels=classes)
                for r in OWN_SET_RATIOS}
     best = min(val_ece, key=val_ece.get)
-    test = {"ts_own": _report(y_test, softmax(test_logits / temperature[0.0], axis=1), classes),
-            "mts_own": _report(y_test, softmax(test_logits / temperature[best], axis=1), classes)}
+    test = {"ts_own": report(y_test, softmax(test_logits / temperature[0.0], axis=1), classes),
+            "mts_own": report(y_test, softmax(test_logits / temperature[best], axis=1), classes)}
     info = {"ratio": float(best), "temperature_ts": float(temperature[0.0]),
             "temperature_mts": float(temperature[best]),
             "mask_ratios": list(OWN_SET_RATIOS), "val_ece": [float(val_ece[r]) for r in OWN_SET_RATIOS]}
@@ -268,15 +271,16 @@ def _score_network(net, X_val, y_val, X_test, y_test, seed, *, posthoc, keep_arr
     subset): TS and MTS are then also fitted on it, the setting where no real data is left.
     """
     classes = net.classes_
-    # one forward pass over each split; probabilities are the softmax of these logits
-    val_logits, logits = _logits(net, X_val), _logits(net, X_test)
-    record = {"val": _report(y_val, softmax(val_logits, axis=1), classes)}
-    proba = softmax(logits, axis=1)
-    record["test"] = {"none": _report(y_test, proba, classes)}
+    # one forward pass over each split; probabilities are the softmax of these logits (the network's
+    # predict_proba for the study's 10-class datasets; a binary margin d would become logits (-d, d))
+    val_logits, test_logits = logits(net, X_val), logits(net, X_test)
+    record = {"val": report(y_val, softmax(val_logits, axis=1), classes)}
+    proba = softmax(test_logits, axis=1)
+    record["test"] = {"none": report(y_test, proba, classes)}
     arrays = {"none": proba} if keep_arrays else {}
-    record["max_logit"] = {"clean": summarize_max_logits(logits.max(axis=1))}
+    record["max_logit"] = {"clean": summarize_max_logits(test_logits.max(axis=1))}
     if keep_arrays:
-        arrays["max_logit_clean"] = logits.max(axis=1)
+        arrays["max_logit_clean"] = test_logits.max(axis=1)
     if not posthoc:
         return record, arrays
     frozen = FrozenEstimator(net)
@@ -290,7 +294,7 @@ def _score_network(net, X_val, y_val, X_test, y_test, seed, *, posthoc, keep_arr
     for name, calibrator in calibrators.items():
         calibrator.fit(X_val, y_val)
         p = calibrator.predict_proba(X_test)
-        record["test"][name] = _report(y_test, p, classes)
+        record["test"][name] = report(y_test, p, classes)
         if keep_arrays and name in ("ts", "mts"):
             arrays[name] = p
         if isinstance(calibrator, MaskedTemperatureCalibrator):
@@ -299,7 +303,7 @@ def _score_network(net, X_val, y_val, X_test, y_test, seed, *, posthoc, keep_arr
     record["mts_ratio"] = float(mts.mask_ratio_)
     record["mts_selection"] = {"mask_ratios": mts.mask_ratio_losses_.mask_ratios.tolist(),
                                "held_out_nll": mts.mask_ratio_losses_.losses.tolist()}
-    masked = _logits(net, mask_elements(X_test, mts.mask_ratio_, random_state=seed)).max(axis=1)
+    masked = max_logits(net, X_test, mask_ratio=mts.mask_ratio_, random_state=seed)
     record["max_logit"]["masked"] = summarize_max_logits(masked)
     record["max_logit"]["masked_ratio"] = float(mts.mask_ratio_)
     if keep_arrays:
@@ -307,8 +311,8 @@ def _score_network(net, X_val, y_val, X_test, y_test, seed, *, posthoc, keep_arr
     y_index = np.searchsorted(classes, y_val)
     record["ece_vs_mask_ratio"] = _ece_vs_mask_ratio(net, X_val, val_logits, y_index, seed)
     if own is not None:
-        record["max_logit"]["own"] = summarize_max_logits(_logits(net, own[0]).max(axis=1))
-        test, record["own_set"] = _own_set_calibration(net, *own, val_logits, y_val, logits, y_test, seed)
+        record["max_logit"]["own"] = summarize_max_logits(max_logits(net, own[0]))
+        test, record["own_set"] = _own_set_calibration(net, *own, val_logits, y_val, test_logits, y_test, seed)
         record["test"].update(test)
     return record, arrays
 
@@ -337,13 +341,13 @@ class _Study:
             saved = load_synthetic_set(path)
             return saved.data, saved.target, saved.metadata.get("syn_lr")
         config = dict(self.settings["methods"][method])
-        method_params = dict(config.pop("method_params", {}) or {})
+        strategy_params = dict(config.pop("strategy", {}))
         if method == "mtt":
-            method_params["experts"] = self.experts()
+            strategy_params["experts"] = self.experts()
         start = time.perf_counter()
-        distiller = DatasetDistiller(method, ipc=ipc, mdt_mask_ratio=mdt, net_params=self.settings["net_params"],
-                                     method_params=method_params or None, device=self.device, random_state=seed,
-                                     **config).fit(self.X_train, self.y_train)
+        distiller = DatasetDistiller(STRATEGIES[method](**strategy_params), ipc=ipc, mdt_mask_ratio=mdt,
+                                     net_params=self.settings["net_params"], device=self.device,
+                                     random_state=seed, **config).fit(self.X_train, self.y_train)
         syn_lr = getattr(distiller, "syn_lr_", None)
         save_synthetic_set(path, distiller.X_synthetic_, distiller.y_synthetic_, method=method, ipc=ipc,
                            mdt_mask_ratio=mdt, seed=seed, syn_lr=syn_lr, seconds=time.perf_counter() - start)
@@ -356,7 +360,7 @@ class _Study:
         if name == "fdnn":
             return self.X_train, self.y_train, s["fdnn_lr"], s["fdnn_epochs"]
         if name == "random":
-            X, y = _random_real_subset(self.X_train, self.y_train, ipc, seed)
+            X, y = random_real_subset(self.X_train, self.y_train, ipc, seed)
             return X, y, s["eval_lr"], s["eval_epochs"]
         method, _, mdt = name.partition("-mdt")
         X, y, syn_lr = self.synthetic_set(method, ipc, float(mdt or 0), seed)
@@ -654,13 +658,7 @@ def claims(rows, max_logits, methods, ipcs):
 
 
 def _figures(output_dir, cache, records, methods, ipcs, seeds, y_test):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ddcal_sklearn import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
-
+    plt = pyplot()
     seed, ipc = seeds[0], ipcs[0]
     names = [n for n in ("fdnn", "random", *methods)]
     keys = {n: f"net-{n}-{'full' if n == 'fdnn' else f'ipc{ipc}'}-none-seed{seed}" for n in names}
@@ -758,8 +756,18 @@ def write_report(output_dir, dataset, methods, ipcs, seeds, settings, hardware, 
     payload = {"dataset": dataset, "methods": methods, "ipcs": ipcs, "seeds": seeds, "hardware": hardware,
                "settings": settings, "rows": rows, "max_logits": max_logits, "claims": claim_lines,
                "networks": records}
-    (output_dir / "results.json").write_text(json.dumps(_jsonable(payload), indent=1))
+    write_json(output_dir / "results.json", payload)
     return rows
+
+
+def _read_config(path):
+    """The ``config.json`` of a study; one written before the strategies became objects is read in
+    today's spelling (its MTT settings said ``"method_params"`` for what is now ``"strategy"``)."""
+    config = json.loads(path.read_text())
+    for method in config.get("settings", {}).get("methods", {}).values():
+        if "method_params" in method:
+            method["strategy"] = method.pop("method_params")
+    return config
 
 
 def run_study(dataset="digits", *, methods=("dm", "mtt"), ipcs=(10,), seeds=(0, 1, 2), output_dir="outputs/study",
@@ -793,7 +801,7 @@ def run_study(dataset="digits", *, methods=("dm", "mtt"), ipcs=(10,), seeds=(0, 
 
     Examples
     --------
-    >>> from ddcal_sklearn.study import run_study
+    >>> from ddcal_sklearn.apps.study import run_study
     >>> rows = run_study("digits", methods=["dm"], seeds=[0], quick=True,
     ...                  output_dir="/tmp/ddcal-study-doctest", verbose=False)  # doctest: +SKIP
     """
@@ -811,7 +819,7 @@ def run_study(dataset="digits", *, methods=("dm", "mtt"), ipcs=(10,), seeds=(0, 
     if report_only:  # the report of a run made elsewhere (a GPU run read on a laptop): its own settings
         if not config_path.exists():
             raise ValueError(f"report_only=True, but output_dir={str(output_dir)!r} holds no study (no config.json).")
-        saved = json.loads(config_path.read_text())
+        saved = _read_config(config_path)
         if saved["dataset"] != dataset:
             raise ValueError(f"dataset={dataset!r}, but output_dir={str(output_dir)!r} holds a study of "
                              f"{saved['dataset']!r}.")
@@ -819,7 +827,7 @@ def run_study(dataset="digits", *, methods=("dm", "mtt"), ipcs=(10,), seeds=(0, 
     output_dir.mkdir(parents=True, exist_ok=True)
     config = {"dataset": dataset, "settings": settings}
     if config_path.exists():
-        saved = json.loads(config_path.read_text())
+        saved = _read_config(config_path)
         if saved != config:
             raise ValueError(
                 f"output_dir={str(output_dir)!r} holds a study made with other settings "
@@ -828,13 +836,13 @@ def run_study(dataset="digits", *, methods=("dm", "mtt"), ipcs=(10,), seeds=(0, 
     else:
         config_path.write_text(json.dumps(config, indent=1))
     log = (lambda message: print(message, file=sys.stderr, flush=True)) if verbose else (lambda message: None)
-    data = _splits(dataset, settings, data_root if data_root is not None else _default_data_root())
+    data = _splits(dataset, settings, data_root if data_root is not None else default_data_root())
     hardware_file = output_dir / "hardware.txt"
     if not report_only:
-        hardware_file.write_text(_hardware(device))  # first: a run cut short still says where it ran
+        hardware_file.write_text(describe_hardware(device))  # first: a run cut short still says where it ran
         log(f"study on {dataset}: methods {methods}, ipc {ipcs}, seeds {seeds}, device {device}")
         _Study(dataset, methods, ipcs, seeds, output_dir, settings, device, data, log).run()
-    hardware = hardware_file.read_text().strip() if hardware_file.exists() else _hardware(device)
+    hardware = hardware_file.read_text().strip() if hardware_file.exists() else describe_hardware(device)
     rows = write_report(output_dir, dataset, methods, ipcs, seeds, settings, hardware,
                         time.perf_counter() - started, y_test=data[5])
     log(f"wrote {output_dir / 'results.md'}")
