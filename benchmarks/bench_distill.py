@@ -32,7 +32,6 @@ from ddcal_sklearn import DatasetDistiller, ExpertTrajectories
 from ddcal_sklearn.distillation import STRATEGIES
 # Private, for the table's "s / reference iteration" column only: the outer loop GradientMatching
 # derives from ipc when outer_loop=None (no public name gives it yet).
-from ddcal_sklearn.distillation._gradient_matching import _loops_for_ipc
 
 # Learning rates of the images per method, as the reference code uses them (MTT's loss is normalised).
 LR_IMAGES = {"dm": 1.0, "dc": 0.1, "dsa": 0.1, "mtt": 1000.0}
@@ -100,7 +99,7 @@ def main(argv=None):
     print("|---|---:|---:|---:|---:|")
     ours = {}
     for method in args.methods:
-        per_reference = _loops_for_ipc(args.ipc)[0] if method in ("dc", "dsa") else 1
+        per_reference = STRATEGIES[method]().loops(args.ipc)[0] if method in ("dc", "dsa") else 1
         for mdt in (0.0, args.mdt_mask_ratio):
             result = _try(lambda: per_iteration(lambda n: distiller(method, n, mdt=mdt), X, y, args.iterations,
                                                 device))

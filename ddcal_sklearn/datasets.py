@@ -18,12 +18,14 @@ import numpy as np
 from sklearn.utils import Bunch
 
 __all__ = [
+    "DATA_ENV",
     "load_cifar10",
     "load_digits_images",
     "load_fashion_mnist",
     "unnormalize",
 ]
 
+#: Environment variable naming the folder of the real datasets (``root=None`` reads it).
 DATA_ENV = "DDCAL_DATA"
 #: Environment variable naming a folder for decoded-archive caches (see :func:`load_cifar10`).
 CACHE_ENV = "DDCAL_CACHE"

@@ -244,6 +244,19 @@ class GradientMatching(DistillationStrategy):
             raise ValueError("method='dsa' (GradientMatching(dsa=True)) needs augment='dsa'; use method='dc' "
                              "(dsa=False) for no augmentation.")
 
+    def loops(self, ipc):
+        """``(outer_loop, inner_loop)`` this strategy runs at ``ipc`` images per class (None resolved).
+
+        Examples
+        --------
+        >>> from ddcal_sklearn import GradientMatching
+        >>> GradientMatching().loops(10), GradientMatching(inner_loop=5).loops(10)
+        ((10, 50), (10, 5))
+        """
+        default_outer, default_inner = _loops_for_ipc(ipc)
+        return (default_outer if self.outer_loop is None else int(self.outer_loop),
+                default_inner if self.inner_loop is None else int(self.inner_loop))
+
     def start(self, context):
         return _GradientMatchingRun(self, context)
 
@@ -260,9 +273,7 @@ class _GradientMatchingRun(StrategyRun):
                 "pass, which needs a network without batch statistics; use a per-sample normalisation, e.g. "
                 "net_params={'norm': 'instancenorm'}."
             )
-        default_outer, default_inner = _loops_for_ipc(context.ipc)
-        self.outer_loop = default_outer if strategy.outer_loop is None else int(strategy.outer_loop)
-        self.inner_loop = default_inner if strategy.inner_loop is None else int(strategy.inner_loop)
+        self.outer_loop, self.inner_loop = strategy.loops(context.ipc)
         self.batch_syn = strategy.batch_syn
         # DC learns the images without augmentation; DSA trains the network with per-image draws
         self.augment = context.augment if strategy.dsa else None
