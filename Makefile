@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m ddcal_sklearn.apps.demo $(ARGS)
 
+# the tests and every docstring example of the package (testpaths, --doctest-modules in pyproject.toml)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -16,9 +16,9 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.history import History
-from skorch.utils import is_dataset, to_device, to_numpy, to_tensor
+from skorch.utils import data_from_dataset, is_dataset, to_device, to_numpy, to_tensor
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -67,7 +67,7 @@ _CHECKPOINT_KEYS = {
     "callbacks": dict, "history": str, "random_state": str, "mixup_random_state": str, "generators": dict,
 }
 #: attributes that live only while fit runs (CUDA generators among them): never pickled
-_TRANSIENT = ("_shuffle_generator", "_mixup_generator", "_mixup_rng", "_checkpoint_run")
+_TRANSIENT = ("_shuffle_generator", "_mixup_generator", "_mixup_rng", "_checkpoint_run", "_sized_by_data")
 
 
 class _OutOfMemoryAdvice(torch.OutOfMemoryError):
@@ -114,6 +114,36 @@ def _plain(value):
 
 def _rng_state(rng):
     return "" if rng is None else dumps_with_arrays(rng.bit_generator.state)
+
+
+def _side_pair(size):
+    """``image_size`` as (height, width), as :class:`~ddcal_sklearn.ConvNet` reads it."""
+    if isinstance(size, numbers.Integral):
+        return int(size), int(size)
+    return tuple(int(side) for side in size)
+
+
+class _EncodedTargets(torch.utils.data.Dataset):
+    """A dataset of ``(x, label)`` pairs seen as ``(x, class index)``: what the criterion needs."""
+
+    def __init__(self, dataset, classes):
+        self.dataset = dataset
+        self.classes = classes
+        self._index = {label: index for index, label in enumerate(classes.tolist())}
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, label = self.dataset[i]
+        key = label.item() if isinstance(label, (torch.Tensor, np.ndarray, np.generic)) else label
+        try:
+            return x, torch.tensor(self._index[key], dtype=torch.int64)
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"Item {i} of the training dataset has label {key!r}, which is not in "
+                f"classes_={self.classes.tolist()!r}: add it to the classes parameter."
+            ) from None
 
 
 class ConvNetClassifier(NeuralNetClassifier):
@@ -195,9 +225,14 @@ class ConvNetClassifier(NeuralNetClassifier):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels, in the order of the logits' columns.
+        Class labels, in the order of the logits' columns: the sorted labels of
+        ``classes`` when given, else those of ``y`` seen in fit (sorted). After
+        :meth:`initialize` without a fit: ``classes`` (sorted) when given, else
+        ``np.arange(module__n_classes)``, the column indices.
     input_shape_ : tuple
-        Shape of one input sample seen in fit.
+        Shape of one input sample seen in fit (after :meth:`initialize` without a
+        fit: ``(module__in_channels, *module__image_size)`` for a ConvNet; unset for
+        other modules, whose first batch is not checked).
     n_features_in_ : int
         Size of the second axis of X (channels for images).
     module_ : torch.nn.Module
@@ -235,6 +270,20 @@ class ConvNetClassifier(NeuralNetClassifier):
     to lower (``batch_size``, and ``module__width`` or ``module__hidden_sizes``), with
     the original error as its ``__cause__``.
 
+    **Without data.** skorch's ``net.initialize(); net.load_params(f_params=...)``
+    works when the sizes that ``fit`` would read from the data are parameters:
+    the classes (``classes=[...]`` or ``module__n_classes``) and the module's input
+    size (``module__in_channels`` and ``module__image_size`` for ConvNet,
+    ``module__n_features`` for MLP); see :meth:`initialize`.
+
+    **Torch datasets.** As in skorch, ``fit(dataset, None)`` takes a
+    :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs: the classes come from its
+    targets (read without loading the inputs from a skorch ``Dataset``, a
+    ``TensorDataset``, a ``Subset`` of them, or a dataset with a ``targets``
+    attribute; otherwise by one pass over the items, unless ``classes`` is given),
+    and the input shape from its first item. A ``TensorDataset`` is sliced like an
+    array; any other dataset is read item by item.
+
     **Pickles** of a net fitted on a GPU load on a CPU-only machine: every tensor,
     including those that callbacks hold (skorch pickles an LR scheduler's optimizer
     with the callbacks), goes through torch's ``map_location``, and ``device="auto"``
@@ -249,6 +298,17 @@ class ConvNetClassifier(NeuralNetClassifier):
     (5,)
     >>> clf.decision_function(X[200:205]).shape  # logits
     (5, 10)
+
+    skorch's save/initialize/load round trip needs no data when the sizes are given:
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "params.pt")
+    >>> clf.save_params(f_params=path)
+    >>> loaded = ConvNetClassifier(module__width=16, module__in_channels=1, module__image_size=8,
+    ...                            module__n_classes=10).initialize()
+    >>> loaded.load_params(f_params=path)
+    >>> bool((loaded.predict(X[200:205]) == clf.predict(X[200:205])).all())
+    True
 
     Calibration baselines are parameters like any other:
 
@@ -268,6 +328,7 @@ class ConvNetClassifier(NeuralNetClassifier):
         "focal_gamma": [Interval(numbers.Real, 0, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "callbacks": [list, StrOptions({"disable"}), None],
     }
 
     def __init__(self, module=ConvNet, *, criterion=torch.nn.CrossEntropyLoss,
@@ -312,6 +373,21 @@ class ConvNetClassifier(NeuralNetClassifier):
         params = super().get_params(deep=deep, **kwargs)
         params["device"] = self.__dict__.get("device", "auto")  # as requested, not resolved
         return params
+
+    def set_params(self, **kwargs):
+        # skorch rebuilds callbacks_ from the *previous* callbacks list before it stores a new
+        # one, so a bad value (callbacks=-inf) is stored silently and then breaks every later
+        # set_params, even set_params(callbacks=None). Before initialisation nothing needs
+        # callbacks_ unless a callbacks__<name> key is set: store the list, and let fit check it
+        # (the "callbacks" constraint) and build the callbacks, as scikit-learn recommends.
+        if "callbacks" in kwargs and not self.initialized_ \
+                and not any(key.startswith("callbacks__") for key in kwargs):
+            callbacks = kwargs.pop("callbacks")
+            if kwargs:
+                super().set_params(**kwargs)
+            vars(self)["callbacks"] = callbacks
+            return self
+        return super().set_params(**kwargs)
 
     def __getstate__(self):
         # skorch sends module_/criterion_/optimizer_ through torch's map_location-aware loader,
@@ -364,19 +440,19 @@ class ConvNetClassifier(NeuralNetClassifier):
         X = np.require(X, requirements=["C", "W"])  # read-only and strided inputs become plain arrays
         if reset:
             self.input_shape_ = tuple(X.shape[1:])
-            self._check_module_input(X)
-        elif tuple(X.shape[1:]) != self.input_shape_:
+            self._check_module_input(X.shape)
+        elif "input_shape_" in self.__dict__ and tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but {type(self).__name__} "
                 f"was fitted on samples of shape {self.input_shape_}."
             )
         return X if y is None else (X, y)
 
-    def _check_module_input(self, X):
+    def _check_module_input(self, shape, what="X has shape"):
         accepts = self._module_init_args()
-        if "image_size" in accepts and X.ndim != 4:
+        if "image_size" in accepts and len(shape) != 4:
             raise ValueError(
-                f"X has shape {X.shape}, but module={getattr(self.module, '__name__', self.module)!r} "
+                f"{what} {tuple(shape)}, but module={getattr(self.module, '__name__', self.module)!r} "
                 "needs images of shape (n_samples, channels, height, width). Reshape X "
                 "(for 8x8 digits: X.reshape(-1, 1, 8, 8)) or use module=MLP for flat features."
             )
@@ -401,11 +477,110 @@ class ConvNetClassifier(NeuralNetClassifier):
 
     # --- skorch hooks ------------------------------------------------------------
 
+    @property
+    def classes_(self):
+        # The labels in the order of the encoding that training used (skorch returns the
+        # ``classes`` parameter as given, which disagrees with the encoding when it is unsorted).
+        encoder = self.__dict__.get("_label_encoder")
+        if encoder is not None:
+            return encoder.classes_
+        return super().classes_
+
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
         if prefix == "module":
-            params = network_kwargs(self.module, self.input_shape_, len(self.classes_), params)
+            encoder = self.__dict__.get("_label_encoder")
+            n_classes = None if encoder is None else len(encoder.classes_)
+            shape = self.__dict__.get("input_shape_")
+            if shape is not None and n_classes is not None:
+                params = network_kwargs(self.module, shape, n_classes, params)
+            elif n_classes is not None and "n_classes" in self._module_init_args():
+                params.setdefault("n_classes", n_classes)
         return params
+
+    def initialize(self):
+        """Initialise the module, criterion, optimizer, callbacks and history (skorch).
+
+        ``fit`` calls it with the sizes its data determines. Called directly (skorch's
+        ``net.initialize(); net.load_params(f_params=...)``), it takes them from the
+        parameters instead, where the data of an earlier fit (if any) does not give them:
+
+        - the classes: ``classes`` (``classes_`` is then its sorted labels) or, without
+          it, ``module__n_classes`` (``classes_`` is then ``np.arange(module__n_classes)``,
+          the logits' column indices);
+        - the input size, for a module class whose constructor takes it:
+          ``module__in_channels`` and ``module__image_size`` for ConvNet (they also set
+          ``input_shape_`` and ``n_features_in_``, against which ``predict`` checks
+          its inputs), ``module__n_features`` for MLP.
+
+        Weights are drawn from ``random_state`` exactly as ``fit`` draws them.
+
+        Returns
+        -------
+        self : ConvNetClassifier
+
+        Raises
+        ------
+        ValueError
+            If a size the module needs is neither a parameter nor known from an earlier fit.
+        """
+        if not self.__dict__.get("_sized_by_data"):  # called by the user, not by fit
+            validate_parameter_constraints(
+                self._parameter_constraints, self.get_params(deep=False), caller_name=type(self).__name__
+            )
+            self._rng = check_generator(self.random_state)
+            self._sizes_from_parameters()
+        return super().initialize()
+
+    @contextlib.contextmanager
+    def _sizing_by_data(self):
+        """While fit initialises: sizes come from the data that ``_prepare_fit`` validated."""
+        self._sized_by_data = True
+        try:
+            yield
+        finally:
+            self.__dict__.pop("_sized_by_data", None)
+
+    def _sizes_from_parameters(self):
+        """Classes and input shape for :meth:`initialize` without data (see its docstring)."""
+        module_params = NeuralNetClassifier.get_params_for(self, "module")
+        accepts = self._module_init_args()
+        name = type(self).__name__
+        if "in_channels" in module_params and "image_size" in module_params:
+            shape = (int(module_params["in_channels"]), *_side_pair(module_params["image_size"]))
+            for attribute in ("input_shape_", "n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(attribute, None)
+            self.input_shape_ = shape
+            self.n_features_in_ = shape[0]
+        missing = [f"module__{size}" for size in ("in_channels", "image_size", "n_features")
+                   if size in accepts and size not in module_params and "input_shape_" not in self.__dict__]
+        encoder = self.__dict__.get("_label_encoder")
+        n_classes = module_params.get("n_classes")
+        if self.classes is not None and len(self.classes):
+            check_label_types(list(self.classes), param="classes")
+            labels = np.unique(np.asarray(self.classes))
+            if len(labels) < 2:
+                raise ValueError(f"classes={self.classes!r} holds fewer than 2 labels; a classifier needs at least 2.")
+            if n_classes is not None and int(n_classes) != len(labels):
+                raise ValueError(
+                    f"classes={self.classes!r} has {len(labels)} labels but module__n_classes={n_classes!r}: "
+                    "give one of them, or make them agree.")
+            encoder = LabelEncoder().fit(labels)
+        elif n_classes is not None and (encoder is None or len(encoder.classes_) != int(n_classes)):
+            encoder = LabelEncoder().fit(np.arange(int(n_classes)))
+        if encoder is None and "n_classes" in accepts:
+            missing.append("classes (or module__n_classes)")
+        if missing:
+            digits = {"in_channels": 1, "image_size": 8, "n_features": 64, "n_classes": 10}
+            example = ", ".join(f"module__{size}={value}" for size, value in digits.items() if size in accepts)
+            raise ValueError(
+                f"{name}.initialize() was called before fit, so the sizes that fit reads from the data "
+                f"must be parameters, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set. "
+                f"Pass them (for 8x8 digits: {name}({example or 'classes=range(10)'})), or call fit instead."
+            )
+        if encoder is not None:
+            self._label_encoder = encoder
+            self.classes_inferred_ = encoder.classes_
 
     def initialize_module(self):
         # Initialise weights from random_state inside a forked RNG: torch's global stream is untouched.
@@ -652,10 +827,12 @@ class ConvNetClassifier(NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, channels, height, width)
-            Images (or (n_samples, n_features) with ``module=MLP``).
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
+        X : array-like of shape (n_samples, channels, height, width) or torch Dataset
+            Images (or (n_samples, n_features) with ``module=MLP``), or, as in skorch,
+            a :class:`torch.utils.data.Dataset` whose items are ``(x, y)`` pairs (then
+            ``y=None``; see the class Notes).
+        y : array-like of shape (n_samples,) or None
+            Class labels of any type; None when ``X`` is a dataset.
         **fit_params
             Passed to skorch (module ``forward`` keyword arguments).
 
@@ -664,6 +841,10 @@ class ConvNetClassifier(NeuralNetClassifier):
         self : ConvNetClassifier
         """
         keep = self.warm_start and self.initialized_
+        if self.checkpoint_dir is not None and not keep and is_dataset(X):
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} fingerprints the training arrays, but X is a "
+                f"torch Dataset ({type(X).__name__}): pass arrays X, y, or set checkpoint_dir=None.")
         X, y_encoded = self._prepare_fit(X, y, reset=not keep)
         run = None
         if self.checkpoint_dir is not None and not keep:
@@ -673,7 +854,8 @@ class ConvNetClassifier(NeuralNetClassifier):
             run = _CheckpointRun(path, fingerprint, self._read_checkpoint(path, fingerprint))
         with self._out_of_memory_advice("fit"):
             if not keep:
-                self.initialize()
+                with self._sizing_by_data():
+                    self.initialize()
             try:
                 self._checkpoint_run = run
                 if run is not None and run.state is not None:
@@ -697,8 +879,9 @@ class ConvNetClassifier(NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, channels, height, width)
-        y : array-like of shape (n_samples,)
+        X : array-like of shape (n_samples, channels, height, width) or torch Dataset
+        y : array-like of shape (n_samples,) or None
+            None when ``X`` is a dataset of ``(x, y)`` pairs.
         classes : ignored
             Pass ``classes`` at construction to fix the label set.
         **fit_params
@@ -710,32 +893,118 @@ class ConvNetClassifier(NeuralNetClassifier):
         """
         X, y_encoded = self._prepare_fit(X, y, reset=not self.initialized_)
         with self._out_of_memory_advice("fit"):
+            if not self.initialized_:
+                with self._sizing_by_data():
+                    self.initialize()
             return super().partial_fit(X, y_encoded, **fit_params)
 
     def _prepare_fit(self, X, y, *, reset):
-        if y is None:
+        dataset = is_dataset(X)
+        if y is None and not dataset:
             raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
+                f"{type(self).__name__} requires y to be passed, but the target y is None "
+                "(only a torch Dataset of (x, y) pairs as X carries its own targets)."
+            )
+        if dataset and y is not None:
+            raise ValueError(
+                f"X is a torch Dataset ({type(X).__name__}), whose items carry the targets, but y was "
+                f"also given (of type {type(y).__name__}): pass y=None."
             )
         resolve_device(self.__dict__.get("device", "auto"))  # fail before any work
         validate_parameter_constraints(
             self._parameter_constraints, self.get_params(deep=False), caller_name=type(self).__name__
         )
         self._criterion_and_kwargs()  # label_smoothing / focal_gamma against the criterion
+        if dataset:
+            return self._prepare_dataset_fit(X, reset=reset)
         check_label_types(y)  # before NumPy turns [0, "a"] into strings
         if reset:
             self._rng = check_generator(self.random_state)
             X, y = self._validate_inputs(X, y, reset=True)
             y_encoded = self._encode_targets(y)
         else:
-            X, y = self._validate_inputs(X, y, reset=False)
+            # after initialize() without data, the first data sets what the parameters did not
+            X, y = self._validate_inputs(X, y, reset="input_shape_" not in self.__dict__)
             check_classification_targets(y)
-            unknown = np.setdiff1d(np.unique(y), self.classes_)
-            if unknown.size:
-                raise ValueError(f"y contains labels {unknown.tolist()} unseen in the first fit.")
-            y_encoded = self._label_encoder.transform(y).astype(np.int64)
+            y_encoded = self._encode_more_targets(y)
         self.classes_inferred_ = self._label_encoder.classes_
         return X, y_encoded
+
+    def _encode_more_targets(self, y):
+        """Targets of a continued fit, encoded as in the first one (or as ``_encode_targets``)."""
+        if "_label_encoder" not in self.__dict__:  # initialize() without classes
+            return self._encode_targets(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y contains labels {unknown.tolist()} unseen in the first fit (classes_="
+                f"{self.classes_.tolist()!r}): fit from scratch, or pass every label as classes=.")
+        return self._label_encoder.transform(y).astype(np.int64)
+
+    def _prepare_dataset_fit(self, dataset, *, reset):
+        """``fit(dataset, None)``: input shape from the first item, classes from the targets."""
+        name = type(dataset).__name__
+        if len(dataset) == 0:
+            raise ValueError(f"X is an empty torch Dataset ({name}); it needs at least one (x, y) pair.")
+        item = dataset[0]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(
+                f"X is a torch Dataset ({name}) whose items must be (x, y) pairs, but item 0 is "
+                f"a {type(item).__name__}{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}.")
+        shape = tuple(np.shape(item[0]))
+        if len(shape) == 0:
+            raise ValueError(f"X is a torch Dataset ({name}) whose inputs are scalars; each x must be an array.")
+        if reset or "input_shape_" not in self.__dict__:
+            self._check_module_input((len(dataset), *shape),
+                                     what=f"The inputs of the dataset {name}, stacked, have shape")
+            for attribute in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(attribute, None)
+            self.input_shape_ = shape
+            self.n_features_in_ = shape[0]
+        elif shape != self.input_shape_:
+            raise ValueError(
+                f"The items of the dataset {name} have x of shape {shape}, but {type(self).__name__} "
+                f"was fitted on samples of shape {self.input_shape_}.")
+        y = None if self.classes is not None and len(self.classes) else self._dataset_targets(dataset)
+        if y is not None:
+            check_label_types(y)
+            check_classification_targets(y)
+        if reset:
+            self._rng = check_generator(self.random_state)
+            if y is None:  # classes given: the labels are checked as the items are read
+                self._encode_targets(np.asarray(self.classes))
+            else:
+                self._encode_targets(y)
+        elif y is not None:
+            self._encode_more_targets(y)
+        self.classes_inferred_ = classes = self._label_encoder.classes_
+        first = item[1]
+        index_labels = (
+            np.issubdtype(classes.dtype, np.integer) and np.array_equal(classes, np.arange(len(classes)))
+            and torch.is_tensor(first) and first.dtype == torch.int64
+        )
+        # targets that are class indices already go as they are (a TensorDataset stays sliceable)
+        return (dataset if index_labels else _EncodedTargets(dataset, classes)), None
+
+    @staticmethod
+    def _dataset_targets(dataset):
+        """The labels of a dataset of (x, y) pairs, read without the inputs where it can."""
+        try:
+            _, y = data_from_dataset(dataset)
+        except AttributeError:
+            y = None
+        if y is None:
+            y = getattr(dataset, "targets", None)
+            if y is None or isinstance(y, (str, bytes)) or len(y) != len(dataset):
+                y = [dataset[i][1] for i in range(len(dataset))]  # one pass over the items
+                y = [label.item() if isinstance(label, (torch.Tensor, np.ndarray)) and label.ndim == 0
+                     else label for label in y]
+        y = to_numpy(y) if torch.is_tensor(y) else np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(
+                f"The targets of the dataset {type(dataset).__name__} have shape {y.shape}; "
+                "a classifier needs one class label per item (not one-hot vectors).")
+        return y
 
     def check_data(self, X, y):
         # classes_inferred_ holds the user's labels (set in _prepare_fit), not the encoded ones.

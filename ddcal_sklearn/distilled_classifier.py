@@ -2,6 +2,7 @@
 
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
@@ -92,6 +93,10 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
+        # as random as its most random part (a part without random_state draws from entropy)
+        parts = (DatasetDistiller() if self.distiller is None else self.distiller,
+                 ConvNetClassifier() if self.estimator is None else self.estimator, self.calibrator)
+        tags.non_deterministic = any(get_tags(part).non_deterministic for part in parts if part is not None)
         return tags
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -124,7 +129,8 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             if not self.distiller_.syn_lr_ > 0:  # a diverged step size must not train anything
                 raise ValueError(
                     f"learned_lr=True, but the distiller learned syn_lr_={self.distiller_.syn_lr_!r}, which is not "
-                    "a usable learning rate: lower method_params['lr_lr'] of the distiller, or use learned_lr=False.")
+                    "a usable learning rate: lower the lr_lr of the distiller's method (distiller__method__lr_lr, "
+                    "e.g. method=TrajectoryMatching(lr_lr=1e-6)), or use learned_lr=False.")
             self.estimator_.set_params(lr=self.distiller_.syn_lr_)
         self.estimator_.fit(X_syn, y_syn, **fit_params)
         if self.calibrator is not None:

@@ -13,9 +13,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "datasets"
 
-# One thread: the suite's tensors are small, and two threads on two busy cores make every small
-# op spin-wait (a 20-epoch fit measured 17.5 s with 2 threads on a loaded machine, 2.6 s with 1).
-torch.set_num_threads(1)
+# One torch thread for the whole run (tests and doctests) is set by the repository root conftest.py.
 
 
 def pytest_collection_modifyitems(config, items):

@@ -560,3 +560,132 @@ def test_resume_on_cuda_restores_the_device_random_streams(digits_split, tmp_pat
         assert getattr(resumed, name).device.type == "cuda"
         assert torch.equal(getattr(resumed, name).get_state(), getattr(uninterrupted, name).get_state())
     np.testing.assert_allclose(resumed.predict_proba(X_te), uninterrupted.predict_proba(X_te), atol=1e-4)
+
+
+# --- skorch's save / initialize / load without data, and torch datasets -----------------------
+
+SIZES = dict(module__in_channels=1, module__image_size=8)
+
+
+@pytest.mark.parametrize("labels", [{"module__n_classes": 10}, {"classes": list(range(10))}],
+                         ids=["module__n_classes", "classes"])
+def test_save_params_initialize_load_params_round_trip(fitted, digits_split, tmp_path, labels):
+    *_, X_te, _ = digits_split
+    fitted.save_params(f_params=tmp_path / "params.pt")
+    net = ConvNetClassifier(module__depth=2, module__width=16, **SIZES, **labels).initialize()
+    np.testing.assert_array_equal(net.classes_, np.arange(10))
+    assert net.input_shape_ == (1, 8, 8) and net.n_features_in_ == 1
+    net.load_params(f_params=tmp_path / "params.pt")
+    np.testing.assert_array_equal(net.predict_proba(X_te), fitted.predict_proba(X_te))
+    np.testing.assert_array_equal(net.predict(X_te), fitted.predict(X_te))
+    with pytest.raises(ValueError, match=r"fitted on samples of shape \(1, 8, 8\)"):
+        net.predict(np.zeros((2, 1, 16, 16), dtype=np.float32))
+
+
+def test_initialize_without_data_names_the_missing_sizes():
+    with pytest.raises(ValueError, match=r"module__in_channels, module__image_size, classes \(or module__n_classes\)"):
+        ConvNetClassifier().initialize()
+    with pytest.raises(ValueError, match=r"module__n_features is not set.*module__n_features=64"):
+        ConvNetClassifier(module=MLP, module__n_classes=10).initialize()
+    with pytest.raises(ValueError, match=r"3 labels but module__n_classes=10"):
+        ConvNetClassifier(**SIZES, classes=[0, 1, 2], module__n_classes=10).initialize()
+
+
+def test_initialize_draws_the_weights_fit_draws_and_partial_fit_continues(digits_split):
+    X_tr, y_tr, *_ = digits_split
+    params = dict(module__depth=2, module__width=16, random_state=0)
+    fitted = ConvNetClassifier(max_epochs=0, **params).fit(X_tr, y_tr)
+    net = ConvNetClassifier(max_epochs=2, **params, **SIZES, module__n_classes=10).initialize()
+    for p, q in zip(net.module_.parameters(), fitted.module_.parameters()):
+        assert torch.equal(p, q)
+    net.partial_fit(X_tr, y_tr)  # no re-initialisation: the loaded/initialised weights train on
+    assert len(net.history) == 2 and net.predict(X_tr[:3]).shape == (3,)
+    mlp = ConvNetClassifier(module=MLP, module__n_features=64, module__n_classes=10, max_epochs=1).initialize()
+    assert not hasattr(mlp, "input_shape_")  # flat or image inputs: the first data says which
+    mlp.partial_fit(X_tr, y_tr)
+    assert mlp.input_shape_ == (1, 8, 8)
+
+
+def test_an_unsorted_classes_parameter_keeps_labels_and_columns_together(digits_split):
+    X_tr, y_tr, *_ = digits_split
+    names = np.array(list("abcdefghij"))[y_tr]
+    net = ConvNetClassifier(max_epochs=20, lr=0.05, module__depth=2, module__width=16, random_state=0,
+                            classes=list("jihgfedcba")).fit(X_tr, names)
+    np.testing.assert_array_equal(net.classes_, list("abcdefghij"))  # the logits' column order
+    assert (net.predict(X_tr) == names).mean() > 0.8
+
+
+def test_fit_on_a_tensor_dataset_equals_fit_on_the_arrays(digits_split):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    dataset = torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(y_tr))
+    params = dict(max_epochs=5, lr=0.05, module__depth=2, module__width=16, random_state=0)
+    from_dataset = ConvNetClassifier(**params).fit(dataset, None)
+    from_arrays = ConvNetClassifier(**params).fit(X_tr, y_tr)
+    np.testing.assert_array_equal(from_dataset.classes_, np.arange(10))
+    assert from_dataset.input_shape_ == (1, 8, 8) and from_dataset.n_features_in_ == 1
+    np.testing.assert_array_equal(from_dataset.predict_proba(X_te), from_arrays.predict_proba(X_te))
+    test_set = torch.utils.data.TensorDataset(torch.as_tensor(X_te))
+    np.testing.assert_array_equal(from_dataset.predict_proba(test_set), from_arrays.predict_proba(X_te))
+
+
+class _LabelledImages(torch.utils.data.Dataset):
+    """A plain map-style dataset (no tensors to slice, no targets attribute) with string labels."""
+
+    def __init__(self, X, labels):
+        self.X, self.labels = X, labels
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return torch.as_tensor(self.X[i]), self.labels[i]
+
+
+def test_fit_on_a_general_dataset_infers_label_classes_from_its_items(digits_split):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    names = np.array(list("abcdefghij"))
+    net = ConvNetClassifier(max_epochs=20, lr=0.05, module__depth=2, module__width=16, batch_size=64,
+                            random_state=0).fit(_LabelledImages(X_tr, names[y_tr].tolist()), None)
+    np.testing.assert_array_equal(net.classes_, names)
+    assert (net.predict(X_te) == names[y_te]).mean() > 0.8
+    # the same shuffling stream as arrays: a second fit gives the same network
+    again = ConvNetClassifier(**net.get_params()).fit(_LabelledImages(X_tr, names[y_tr].tolist()), None)
+    np.testing.assert_array_equal(again.predict_proba(X_te), net.predict_proba(X_te))
+
+
+def test_bad_datasets_get_clear_errors(digits_split, tmp_path):
+    X_tr, y_tr, *_ = digits_split
+    dataset = torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(y_tr))
+    with pytest.raises(ValueError, match=r"X is a torch Dataset \(TensorDataset\).*pass y=None"):
+        ConvNetClassifier(**FAST).fit(dataset, y_tr)
+    with pytest.raises(ValueError, match=r"items must be \(x, y\) pairs, but item 0 is a tuple of length 1"):
+        ConvNetClassifier(**FAST).fit(torch.utils.data.TensorDataset(torch.as_tensor(X_tr)), None)
+    with pytest.raises(ValueError, match=r"only one class"):
+        ConvNetClassifier(**FAST).fit(torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.zeros(600)), None)
+    with pytest.raises(ValueError, match=r"needs images of shape"):
+        flat = torch.utils.data.TensorDataset(torch.as_tensor(X_tr.reshape(600, -1)), torch.as_tensor(y_tr))
+        ConvNetClassifier(**FAST).fit(flat, None)
+    with pytest.raises(ValueError, match=r"checkpoint_dir=.*pass arrays X, y"):
+        ConvNetClassifier(**FAST, checkpoint_dir=tmp_path).fit(dataset, None)
+
+
+def test_a_bad_callbacks_value_waits_for_fit_and_does_not_stick(digits_split):
+    X_tr, y_tr, *_ = digits_split
+    net = ConvNetClassifier(**FAST).set_params(callbacks=-np.inf)
+    with pytest.raises(ValueError, match=r"'callbacks' parameter of ConvNetClassifier must be"):
+        net.fit(X_tr, y_tr)
+    net.set_params(callbacks=None, max_epochs=1)  # skorch alone would fail here too, on the old -inf
+    assert net.fit(X_tr, y_tr).callbacks is None
+
+
+@pytest.mark.gpu
+def test_fits_host_datasets_on_cuda_with_the_device_shuffling_stream(digits_split):
+    # a TensorDataset stays on the host (sliced there), a general dataset is read item by item;
+    # both are shuffled by the CUDA generator that random_state seeds, and batches move per step
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    tensors = torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(y_tr))
+    names = np.array(list("abcdefghij"))
+    for dataset, labels in ((tensors, y_te), (_LabelledImages(X_tr, names[y_tr].tolist()), names[y_te])):
+        clf = ConvNetClassifier(**FAST, device="cuda").fit(dataset, None)
+        assert next(clf.module_.parameters()).is_cuda
+        assert (clf.predict(X_te) == labels).mean() > 0.85

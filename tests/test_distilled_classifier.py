@@ -14,6 +14,7 @@ from ddcal_sklearn import (
     DatasetDistiller,
     DistilledClassifier,
     MaskedTemperatureCalibrator,
+    TrajectoryMatching,
     ece_scorer,
 )
 
@@ -87,9 +88,8 @@ def test_grid_search_with_calibrator_outside_on_held_out_real_folds(data):
 
 def test_learned_lr_trains_the_estimator_with_the_distillers_step_size(data):
     X_tr, y_tr, _, _ = data
-    mtt = DatasetDistiller("mtt", ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
-                           method_params={"n_experts": 1, "expert_epochs": 1, "max_start_epoch": 1,
-                                          "syn_steps": 2},
+    mtt = DatasetDistiller(TrajectoryMatching(n_experts=1, expert_epochs=1, max_start_epoch=1, syn_steps=2),
+                           ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
                            random_state=0)
     model = DistilledClassifier(mtt, ConvNetClassifier(max_epochs=2, module__depth=2, module__width=8,
                                                        random_state=0), learned_lr=True).fit(X_tr[:300], y_tr[:300])
@@ -107,10 +107,20 @@ def test_learned_lr_with_a_method_that_learns_none_is_refused(data):
 
 def test_a_diverged_learned_lr_is_refused(data):
     X_tr, y_tr, _, _ = data
-    mtt = DatasetDistiller("mtt", ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
-                           method_params={"n_experts": 1, "expert_epochs": 1, "max_start_epoch": 1,
-                                          "syn_steps": 2, "lr_lr": 1e-3},  # too large: syn_lr_ goes negative
+    mtt = DatasetDistiller(TrajectoryMatching(n_experts=1, expert_epochs=1, max_start_epoch=1, syn_steps=2,
+                                              lr_lr=1e-3),  # too large: syn_lr_ goes negative
+                           ipc=1, n_iterations=3, lr_images=100.0, net_params={"width": 8, "depth": 2},
                            random_state=0)
-    with pytest.raises(ValueError, match=r"learned syn_lr_=.*lower method_params\['lr_lr'\]"):
+    with pytest.raises(ValueError, match=r"learned syn_lr_=.*lower the lr_lr of the distiller's method"):
         DistilledClassifier(mtt, ConvNetClassifier(max_epochs=2, module__depth=2, module__width=8),
                             learned_lr=True).fit(X_tr[:300], y_tr[:300])
+
+
+def test_tags_say_non_deterministic_when_a_part_has_no_random_state():
+    from sklearn.utils import get_tags
+
+    seeded = DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET))
+    assert get_tags(seeded).non_deterministic is False
+    assert get_tags(DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier())).non_deterministic
+    assert get_tags(DistilledClassifier()).non_deterministic  # defaults: no random_state anywhere
+    assert get_tags(seeded).input_tags.three_d_array

@@ -32,19 +32,40 @@ class DeviceTensorDataset(torch.utils.data.Dataset):
         return self.X[index], (self.y[index] if self.y is not None else torch.empty(0))
 
 
-def dataset_tensors(dataset):
-    """The (X, y) tensors behind a DeviceTensorDataset or a skorch/torch Subset of one."""
+def _tensors_or_none(dataset):
+    """The (X, y) tensors behind ``dataset``, or None when it is not made of two (or one) tensors."""
     if isinstance(dataset, DeviceTensorDataset):
         return dataset.X, dataset.y
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) in (1, 2):
+        return dataset.tensors[0], (dataset.tensors[1] if len(dataset.tensors) == 2 else None)
     if isinstance(dataset, torch.utils.data.Subset):
-        X, y = dataset_tensors(dataset.dataset)
+        tensors = _tensors_or_none(dataset.dataset)
+        if tensors is None:
+            return None
+        X, y = tensors
         index = torch.as_tensor(dataset.indices, device=X.device)
         return X[index], (y[index] if y is not None else None)
-    raise TypeError(
-        f"DeviceBatchIterator needs a DeviceTensorDataset (or a Subset of one), got "
-        f"{type(dataset).__name__}; for other datasets pass "
-        "iterator_train=torch.utils.data.DataLoader."
-    )
+    return None
+
+
+def dataset_tensors(dataset):
+    """The (X, y) tensors behind a DeviceTensorDataset, a TensorDataset, or a Subset of one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ddcal_sklearn.nn import dataset_tensors
+    >>> ds = torch.utils.data.TensorDataset(torch.zeros(4, 2), torch.arange(4))
+    >>> dataset_tensors(torch.utils.data.Subset(ds, [3, 1]))[1].tolist()
+    [3, 1]
+    """
+    tensors = _tensors_or_none(dataset)
+    if tensors is None:
+        raise TypeError(
+            f"dataset_tensors needs a DeviceTensorDataset, a TensorDataset of (X, y) or (X,), or a "
+            f"Subset of one; got {type(dataset).__name__}."
+        )
+    return tensors
 
 
 class DeviceBatchIterator:
@@ -58,9 +79,13 @@ class DeviceBatchIterator:
     training data on the device, and inference data on the host (each batch is moved
     to the device only when the network runs on it).
 
+    Any other map-style dataset (one whose items are not slices of tensors) is read
+    item by item through a :class:`torch.utils.data.DataLoader` with the same batches
+    (the permutation still comes from ``generator``), as skorch reads datasets.
+
     Parameters
     ----------
-    dataset : DeviceTensorDataset or torch.utils.data.Subset of one
+    dataset : DeviceTensorDataset, TensorDataset, a Subset of one, or any map-style Dataset
     batch_size : int, default=128
     shuffle : bool, default=False
         Draw a fresh permutation (on the device) at every pass.
@@ -88,11 +113,22 @@ class DeviceBatchIterator:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def _permutation(self, n, device):
+        generator_device = self.generator.device if self.generator is not None else device
+        return torch.randperm(n, generator=self.generator, device=generator_device).to(device)
+
     def __iter__(self):
-        X, y = dataset_tensors(self.dataset)
+        tensors = _tensors_or_none(self.dataset)
+        if tensors is None:  # a general dataset: per-item reads and collation, as a DataLoader does
+            n = len(self.dataset)
+            order = self._permutation(n, "cpu").tolist() if self.shuffle else range(n)
+            yield from torch.utils.data.DataLoader(
+                self.dataset, batch_size=self.batch_size, sampler=order, drop_last=self.drop_last)
+            return
+        X, y = tensors
         n = len(X)
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=X.device)
+            order = self._permutation(n, X.device)
             X, y = X[order], (y[order] if y is not None else None)
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
