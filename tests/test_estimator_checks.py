@@ -100,12 +100,9 @@ SAMPLER_CHECKS = [
     imblearn_checks.check_samplers_fit_resample,
     imblearn_checks.check_samplers_preserve_dtype,
     imblearn_checks.check_samplers_2d_target,
-    # imbalanced-learn samplers give back the container they were given (a list for lists, a
-    # DataFrame/Series with the same columns/name for pandas); the distiller returns arrays.
-    pytest.param(imblearn_checks.check_samplers_list, marks=pytest.mark.xfail(
-        strict=True, reason="fit_resample returns ndarrays for list inputs (reported, not by design)")),
-    pytest.param(imblearn_checks.check_samplers_pandas, marks=pytest.mark.xfail(
-        strict=True, reason="fit_resample returns ndarrays for pandas inputs (reported, not by design)")),
+    # the container given comes back: a list for lists, a DataFrame/Series with the same columns/name
+    imblearn_checks.check_samplers_list,
+    imblearn_checks.check_samplers_pandas,
 ]
 
 

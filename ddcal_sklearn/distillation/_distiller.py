@@ -44,6 +44,20 @@ _CHECKPOINT_KEYS = {
 }
 
 
+def _like(template, array):
+    """``array`` in the container ``template`` came in: list, pandas DataFrame or Series, else ndarray."""
+    if isinstance(template, list):
+        return array.tolist()
+    if hasattr(template, "iloc") and hasattr(template, "columns"):  # a DataFrame (a one-column y too)
+        if array.ndim == 1 and template.shape[1] == 1:
+            array = array[:, None]
+        if array.ndim == 2:
+            return type(template)(array, columns=template.columns)
+    if hasattr(template, "iloc") and getattr(template, "ndim", None) == 1:  # a Series
+        return type(template)(array, name=template.name)
+    return array
+
+
 def _check_seeds(state):
     seeds = state["seeds"]
     return [] if len(seeds) == 2 and all(isinstance(seed, int) for seed in seeds) else ["seeds"]
@@ -442,10 +456,13 @@ class DatasetDistiller(BaseEstimator):
         Returns
         -------
         X_synthetic : ndarray of shape (n_classes * ipc, ...)
+            In the container of ``X``, as imbalanced-learn's samplers do: a list for a
+            list, a DataFrame with the same columns for a DataFrame.
         y_synthetic : ndarray of shape (n_classes * ipc,)
+            A list for a list, a Series with the same name for a Series.
         """
         self.fit(X, y)
-        return self.X_synthetic_, self.y_synthetic_
+        return _like(X, self.X_synthetic_), _like(y, self.y_synthetic_)
 
     def save(self, path, **metadata):
         """Save the synthetic set to ``path`` (.npz, no pickle) with its metadata.
