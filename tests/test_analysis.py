@@ -110,12 +110,12 @@ def test_binary_margin_and_probability_fallback_follow_mts(digits_lr, digits_spl
     X_tr, y_tr, *_ = digits_split
     _, X, _ = digits_lr
     binary = LogisticRegression(max_iter=1000).fit(_flat(X_tr), y_tr % 2)
-    # a binary margin d is the pair of logits (0, d)
-    np.testing.assert_allclose(max_logits(binary, X), np.maximum(0.0, binary.decision_function(X)))
+    # a binary margin d is the pair of logits (-d, d), as in scikit-learn's temperature scaling
+    np.testing.assert_allclose(max_logits(binary, X), np.abs(binary.decision_function(X)))
     nb = GaussianNB().fit(_flat(X_tr), y_tr)
     assert not hasattr(nb, "decision_function")
-    # the log-probabilities (float32 inputs give float32-precision probabilities)
-    np.testing.assert_allclose(max_logits(nb, X), np.log(nb.predict_proba(X).max(axis=1)), atol=1e-6)
+    # the log-probabilities, with scikit-learn's 1e-12 (float32 inputs give float32-precision probabilities)
+    np.testing.assert_allclose(max_logits(nb, X), np.log(nb.predict_proba(X).max(axis=1) + 1e-12), atol=1e-6)
 
 
 def test_accepts_images_and_keeps_float32_inputs(digits_net):

@@ -1,8 +1,10 @@
 """Post-hoc calibration: Masked Temperature Scaling, temperature fits, persistence, max-logit analysis.
 
-Layout: ``_logits.py`` (logits of any classifier), ``_temperature.py`` (the
-temperature fit), ``_calibrator.py`` (:class:`MaskedTemperatureCalibrator` and its
-JSON persistence), ``_max_logits.py`` (the paper's max-logit analysis). Imports
+Layout: ``_logits.py`` (logits of any classifier, as scikit-learn's temperature
+scaling defines them), ``_temperature.py`` (the temperature fit and the held-out
+choice among mask ratios), ``_calibrator.py`` (:class:`MaskedTemperatureCalibrator`
+and :func:`load_calibration`), ``_persistence.py`` (the JSON calibration files),
+``_max_logits.py`` (the paper's max-logit analysis). Imports
 :mod:`~ddcal_sklearn.masking`, :mod:`~ddcal_sklearn.metrics` and
 :mod:`~ddcal_sklearn.utils`, never :mod:`~ddcal_sklearn.distillation`. A new post-hoc
 calibrator is one file here.
@@ -10,8 +12,13 @@ calibrator is one file here.
 
 from ._calibrator import MaskedTemperatureCalibrator, load_calibration
 from ._logits import logits
-from ._max_logits import check_max_logit_values, max_logit_statistics, max_logits, summarize_max_logits
-from ._temperature import fit_temperature
+from ._max_logits import (
+    check_max_logit_values,
+    max_logit_statistics,
+    max_logits,
+    summarize_max_logits,
+)
+from ._temperature import fit_temperature, mask_ratio_losses
 
 __all__ = [
     "MaskedTemperatureCalibrator",
@@ -19,6 +26,7 @@ __all__ = [
     "fit_temperature",
     "load_calibration",
     "logits",
+    "mask_ratio_losses",
     "max_logit_statistics",
     "max_logits",
     "summarize_max_logits",

@@ -1,40 +1,97 @@
 """``MaskedTemperatureCalibrator``: Masked Temperature Scaling in the pattern of ``CalibratedClassifierCV``."""
 
-import json
 import numbers
+import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
-from scipy.special import log_softmax, logsumexp
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
+from scipy.special import logsumexp
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+from sklearn.model_selection import LeaveOneOut, check_cv
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, _safe_indexing, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
-
-from ..utils import __version__
-from ..masking import check_mask_ratio, mask_elements
-from ..metrics import expected_calibration_error
-from ..utils import (
-    atomic_write,
-    check_format_version,
-    check_generator,
-    check_label_types,
-    draw_seed,
-    is_jsonable,
-    to_jsonable,
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _routing_enabled,
+    process_routing,
 )
-from ._logits import logits, with_feature_names
-from ._temperature import fit_temperature
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_method_params,
+    _check_sample_weight,
+    _num_samples,
+    check_is_fitted,
+    has_fit_parameter,
+    validate_data,
+)
 
-# The JSON files of MaskedTemperatureCalibrator.save_calibration / load_calibration.
-CALIBRATION_FORMAT = "ddcal_sklearn.MaskedTemperatureCalibrator"
-CALIBRATION_FORMAT_VERSION = 1
+from ..masking import check_mask_ratio, mask_elements
+from ..utils import check_generator, check_label_types, draw_seed
+from ._logits import logits, with_feature_names
+from ._persistence import (
+    CALIBRATION_FORMAT_VERSION,  # noqa: F401  (importable from here, where it used to live)
+    read_calibration_state,
+    saved_temperatures,
+    write_calibration_state,
+)
+from ._temperature import _temperature_from_logits, mask_ratio_losses
+
+_ACCEPT_SPARSE = ["csr", "csc"]
+
+
+def _check_numeric_samples(X):
+    """Refuse records (dicts, strings) that a pipeline would vectorise: masking needs numbers."""
+    if isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1):
+        first = X[0] if len(X) else None
+        if isinstance(first, (dict, str, bytes)):
+            raise TypeError(
+                f"X holds {type(first).__name__} samples, but masking zeroes numeric input elements, so "
+                "MaskedTemperatureCalibrator needs X as a numeric array or a sparse matrix. Vectorise X first "
+                "and calibrate the final step, e.g. MaskedTemperatureCalibrator(FrozenEstimator(pipe[-1]))"
+                ".fit(pipe[:-1].transform(X), y) for a fitted pipeline pipe."
+            )
+
+
+def _class_columns(classes, labels):
+    """Column of each of ``labels`` among ``classes`` (which need not be sorted), and which are unknown."""
+    classes, labels = np.asarray(classes), np.asarray(labels)
+    order = np.argsort(classes, kind="stable")
+    position = np.clip(np.searchsorted(classes, labels, sorter=order), 0, len(classes) - 1)
+    index = order[position]
+    return index, classes[index] != labels
+
+
+def _logits_in_columns(estimator, X, classes, feature_names=None):
+    """Logits of ``estimator`` in the columns of the calibrator's ``classes``.
+
+    A class the estimator does not have (a cross-validation training fold lacked it)
+    gets the logit ``-inf``: probability 0 at every temperature.
+    """
+    scores = logits(estimator, X, feature_names)
+    index, unknown = _class_columns(classes, estimator.classes_)
+    if unknown.any() or scores.shape[1] != len(index):
+        raise ValueError(
+            f"{type(estimator).__name__} has classes_ {np.asarray(estimator.classes_).tolist()} and returned "
+            f"{scores.shape[1]} logit columns; the calibrator needs one column per class, each among "
+            f"its classes_ {np.asarray(classes).tolist()}."
+        )
+    if np.array_equal(index, np.arange(len(classes))):
+        return scores
+    out = np.full((scores.shape[0], len(classes)), -np.inf)
+    out[:, index] = scores
+    return out
 
 
 class _MaskedTemperaturePair:
@@ -46,23 +103,67 @@ class _MaskedTemperaturePair:
         self.class_index = class_index  # columns of the calibrator's classes_ the estimator covers
 
     def scaled_logits(self, X, n_classes, feature_names=None):
-        out = np.full((len(X), n_classes), -np.inf)
-        out[:, self.class_index] = logits(self.estimator, X, feature_names) / self.temperature
+        scores = logits(self.estimator, X, feature_names)
+        if np.array_equal(self.class_index, np.arange(n_classes)):
+            return scores / self.temperature
+        out = np.full((_num_samples(X), n_classes), -np.inf)
+        out[:, self.class_index] = scores / self.temperature
         return out
 
 
-def _held_out_logits(fitted, X, mask_ratios, rng, feature_names=None):
+def _mask_inputs(X, mask_ratio, rng):
+    """``X`` masked at ``mask_ratio`` by :func:`~ddcal_sklearn.mask_elements`.
+
+    A sparse matrix keeps its format: each *stored* entry is zeroed (dropped) with
+    probability ``mask_ratio``; the implicit zeros are zero already.
+    """
+    if not sp.issparse(X):
+        return mask_elements(X, mask_ratio, random_state=rng)
+    masked = X.copy()
+    masked.sum_duplicates()
+    masked.data = mask_elements(masked.data, mask_ratio, random_state=rng)
+    masked.eliminate_zeros()
+    return masked
+
+
+def _held_out_logits(fitted, X, classes, mask_ratios, rng, feature_names=None):
     """Logits of ``X`` masked at every ratio, and clean ones when a ratio must be chosen."""
-    clean = logits(fitted, X, feature_names) if len(mask_ratios) > 1 else None
-    masked = [logits(fitted, mask_elements(X, r, random_state=rng), feature_names) for r in mask_ratios]
+    clean = _logits_in_columns(fitted, X, classes, feature_names) if len(mask_ratios) > 1 else None
+    masked = [_logits_in_columns(fitted, X if r == 0.0 else _mask_inputs(X, r, rng), classes, feature_names)
+              for r in mask_ratios]
     return clean, masked
 
 
-def _fit_fold(estimator, X, y, train, test, mask_ratios, seed, fit_params, feature_names=None):
-    """Fit a clone on ``train``; held-out logits of ``test``."""
-    fitted = clone(estimator).fit(with_feature_names(X[train], feature_names), y[train], **fit_params)
-    clean, masked = _held_out_logits(fitted, X[test], mask_ratios, np.random.default_rng(seed), feature_names)
+def _fit_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_params, feature_names=None):
+    """Fit a clone on ``train`` (fit parameters of one value per sample sliced to it); held-out logits of ``test``."""
+    fit_params_train = _check_method_params(X, params=fit_params, indices=train)
+    fitted = clone(estimator).fit(with_feature_names(_safe_indexing(X, train), feature_names),
+                                  _safe_indexing(y, train), **fit_params_train)
+    clean, masked = _held_out_logits(fitted, _safe_indexing(X, test), classes, mask_ratios,
+                                     np.random.default_rng(seed), feature_names)
     return fitted, test, clean, masked
+
+
+def _fit_pair_temperature(scores, y_index, sample_weight):
+    """Temperature of one (estimator, held-out logits) pair.
+
+    Held-out samples of a class the estimator never saw (logit ``-inf``) have
+    probability 0 at every temperature: a constant term of the NLL, left out.
+    """
+    known = np.isfinite(scores[np.arange(len(y_index)), y_index])
+    if not known.all():
+        if not known.any():
+            raise ValueError(
+                "No held-out sample of a cross-validation fold belongs to a class its training fold had, so "
+                "its temperature cannot be fitted: use stratified folds (cv=int, StratifiedKFold, or "
+                "KFold(shuffle=True)) so that each training fold sees every class."
+            )
+        scores, y_index = scores[known], y_index[known]
+        sample_weight = None if sample_weight is None else sample_weight[known]
+    if sample_weight is not None and not sample_weight.sum() > 0:
+        raise ValueError("sample_weight sums to 0 on the held-out samples of a cross-validation fold; "
+                         "its temperature cannot be fitted: give those samples positive weights.")
+    return _temperature_from_logits(scores, y_index, sample_weight)
 
 
 class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
@@ -75,8 +176,10 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     probability ``mask_ratio`` (no rescaling, one fresh mask per sample per fit; see
     :func:`~ddcal_sklearn.mask_elements`). Predictions use clean inputs and
     ``logits / T``, so the predicted classes, hence the accuracy, do not change.
-    ``mask_ratio=0`` is ordinary temperature scaling and gives the same temperature
-    as ``CalibratedClassifierCV(method="temperature")``.
+    ``mask_ratio=0`` is ordinary temperature scaling: it behaves as
+    ``CalibratedClassifierCV(method="temperature")`` (same folds, same fit
+    parameters and sample weights, same temperatures ``1 / beta_``, same
+    probabilities) except for the differences listed in the Notes.
 
     Networks trained on distilled data fit their training set perfectly, so plain
     temperature scaling on that set drives ``T`` to its lower bound. Masking the
@@ -90,6 +193,12 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     loaders of :mod:`ddcal_sklearn.datasets` return them), or calibrate the final
     step of a pipeline on transformed inputs.
 
+    The logits are those of scikit-learn's temperature scaling (see
+    :func:`~ddcal_sklearn.calibration.logits`): the ``decision_function`` when there
+    is one, where a binary margin ``d`` becomes the logits ``(-d, d)`` (so ``T = 2``
+    leaves the estimator's ``sigmoid(d)`` unchanged, ``T = 1`` is the identity for
+    more classes), else ``log(predict_proba + 1e-12)``.
+
     Parameters
     ----------
     estimator : estimator instance, default=None
@@ -97,18 +206,22 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         fitted one in :class:`sklearn.frozen.FrozenEstimator` to only fit the
         temperature. None uses ``LogisticRegression(max_iter=1000)``.
     mask_ratio : float in [0, 1) or sequence of floats, default=0.5
-        Probability of zeroing each input element. A sequence selects the ratio with
-        the lowest held-out calibration loss: the calibration samples are split in
-        two stratified halves, a temperature is fitted on the masked logits of one
-        half and scored on the clean logits of the other (both ways), the losses are
-        recorded in ``mask_ratio_losses_``, and the chosen ratio is refitted on all
-        calibration samples. Test data are never involved. Selection needs *real*
-        held-out calibration data: on a distilled set the network has memorised,
-        held-out loss prefers no mask at all.
+        Probability of zeroing each input element (of each *stored* entry of a
+        sparse matrix: the others are zero already). A sequence selects the ratio
+        with the lowest held-out calibration loss
+        (:func:`~ddcal_sklearn.calibration.mask_ratio_losses`): the calibration
+        samples are split in two stratified halves, a temperature is fitted on the
+        masked logits of one half and scored on the clean logits of the other (both
+        ways), the losses are recorded in ``mask_ratio_losses_``, and the chosen
+        ratio is refitted on all calibration samples. Test data are never involved.
+        Selection needs *real* held-out calibration data: on a distilled set the
+        network has memorised, held-out loss prefers no mask at all.
     cv : int, cross-validation generator or iterable, default=None
         As in ``CalibratedClassifierCV``: clones of ``estimator`` are fitted on the
         training folds and a temperature on each held-out fold. None means 5-fold
-        (stratified). Ignored for a ``FrozenEstimator`` when ``ensemble`` is False.
+        (stratified). An int or a splitter's ``n_splits`` larger than the smallest
+        class, and ``LeaveOneOut``, are refused as scikit-learn refuses them. Ignored
+        for a ``FrozenEstimator`` when ``ensemble`` is False.
     ensemble : bool or "auto", default="auto"
         True: keep one (estimator, temperature) pair per fold and average their
         probabilities. False: fit one temperature on the held-out logits of all folds
@@ -127,12 +240,67 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     calibrated_classifiers_ : list
         One fitted (estimator, temperature) pair per fold (or a single one).
     temperatures_ : ndarray of shape (n_pairs,)
-        The fitted temperatures.
+        The fitted temperatures: ``1 / beta_`` of scikit-learn's temperature
+        scaling on the same logits.
     mask_ratio_ : float
         The ratio used (the chosen one when several were given).
     mask_ratio_losses_ : Bunch or None
         ``mask_ratios`` and their held-out ``losses`` when several ratios were given.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only for a DataFrame ``X`` with string column names.
+
+    See Also
+    --------
+    sklearn.calibration.CalibratedClassifierCV : Temperature scaling (``mask_ratio=0``), and
+        sigmoid and isotonic calibration.
+    ddcal_sklearn.calibration.fit_temperature : The temperature fit on given logits.
+
+    Notes
+    -----
+    **Fit parameters and sample weights** follow ``CalibratedClassifierCV``: every
+    fit parameter with one value per sample (``sample_weight`` included) reaches each
+    fold's estimator sliced to the fold's training rows, others pass unchanged;
+    ``sample_weight`` also weights the temperature fit (weighted mean NLL). An
+    estimator whose ``fit`` does not accept ``sample_weight`` gets a warning and is
+    fitted unweighted, the weights then serving the temperature only. With
+    ``sklearn.set_config(enable_metadata_routing=True)``, fit parameters are routed
+    instead: to the estimator's ``fit`` as it requests them (``set_fit_request``),
+    and to the splitter's ``split`` (``groups``).
+
+    **A training fold lacking a class** (unshuffled ``KFold`` on sorted labels) gives
+    an estimator without that class: in its pair the class has probability 0 (logit
+    ``-inf``), its temperature is fitted on the columns the estimator has, and the
+    held-out samples of the missing class, whose probability is 0 at every
+    temperature, are left out of that fit. A warning names the fold.
+
+    **Differences from CalibratedClassifierCV** that remain, and why:
+
+    - Masking needs numbers: ``X`` must be a numeric array (any number of
+      dimensions) or a CSR/CSC matrix, not a list of dicts or strings that a
+      pipeline vectorises; DataFrames work (their column names reach the
+      estimator). NaN and infinite inputs are left to the estimator (a pipeline with
+      an imputer) only when no ratio masks (``mask_ratio=0``): zeroing cannot make
+      them finite.
+    - The default estimator is ``LogisticRegression(max_iter=1000)``, which has
+      logits, not ``LinearSVC``.
+    - ``cv=None`` is checked like ``cv=5``: a class with fewer than 5 samples is
+      refused up front (scikit-learn leaves it to the splitter's warning or error).
+    - A ``FrozenEstimator`` with ``sample_weight`` does not warn: it is never
+      fitted, and the weights are used where they belong, in the temperature fit.
+    - The temperature is optimised in float64 also for float32 logits (networks),
+      so it can differ from scikit-learn's in the 5th digit there; the logits of a
+      ``decision_function`` are never mistaken for probabilities (scikit-learn
+      takes the log of decision values that lie in [0, 1] and sum to 1 per row).
+    - A training fold lacking a class works (see above) for ``ensemble=True``
+      where scikit-learn fails, and ``ensemble=False`` fits its temperature on the
+      estimator's own columns where scikit-learn fills missing ones with
+      ``finfo.min`` or 0.
+    - ``sample_weight`` must be non-negative (negative weights have no meaning for
+      a likelihood).
+    - No array API support: masking and the fit run in NumPy.
+    - ``decision_function`` exists: the scaled logits (for two classes the
+      calibrated log-odds).
 
     Examples
     --------
@@ -148,6 +316,20 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     >>> mts.temperatures_.shape
     (1,)
     >>> bool((mts.predict(X[1000:]) == clf.predict(X[1000:])).all())  # accuracy unchanged
+    True
+
+    Without masking it is scikit-learn's temperature scaling, here cross-validated
+    with sample weights (sliced to each fold's estimator, and weighting each
+    held-out temperature fit):
+
+    >>> import numpy as np
+    >>> from sklearn.calibration import CalibratedClassifierCV
+    >>> w = np.random.default_rng(0).uniform(size=500)
+    >>> lr = LogisticRegression(max_iter=1000)
+    >>> ts = MaskedTemperatureCalibrator(lr, mask_ratio=0.0, cv=3).fit(X[:500], y[:500], sample_weight=w)
+    >>> sk = CalibratedClassifierCV(lr, method="temperature", cv=3).fit(X[:500], y[:500], sample_weight=w)
+    >>> betas = [float(pair.calibrators[0].beta_) for pair in sk.calibrated_classifiers_]
+    >>> bool(np.allclose(ts.temperatures_, 1 / np.array(betas), rtol=1e-6))
     True
     """
 
@@ -178,7 +360,12 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         return [check_mask_ratio(r) for r in ratios]
 
     def _get_estimator(self):
-        estimator = LogisticRegression(max_iter=1000) if self.estimator is None else self.estimator
+        if self.estimator is None:
+            estimator = LogisticRegression(max_iter=1000)
+            if _routing_enabled():  # as CalibratedClassifierCV does for its default
+                estimator.set_fit_request(sample_weight=True)
+        else:
+            estimator = self.estimator
         if not (hasattr(estimator, "decision_function") or hasattr(estimator, "predict_proba")):
             raise TypeError(
                 f"estimator={estimator!r} has neither decision_function nor predict_proba; "
@@ -186,18 +373,83 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             )
         return estimator
 
+    def _validate_fit_input(self, X, y, masking):
+        """Numeric X (arrays of any rank, CSR/CSC), finite where a mask is applied."""
+        check_label_types(y)  # before NumPy turns [0, "a"] into strings
+        _check_numeric_samples(X)
+        X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
+                             ensure_all_finite=False)
+        values = X.data if sp.issparse(X) else X
+        if masking and values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError(
+                "X contains NaN or infinity, which masking cannot remove (NaN * 0 is NaN): impute or clean "
+                f"X first, or use mask_ratio=0 (got mask_ratio={self.mask_ratio!r}) to leave them to an "
+                "estimator that handles them, such as a pipeline starting with SimpleImputer."
+            )
+        check_classification_targets(y)
+        return X, y
+
+    def _check_folds(self, y_index):
+        """Refuse the folds scikit-learn refuses: LeaveOneOut, and more folds than a class has samples."""
+        if isinstance(self.cv, LeaveOneOut):
+            raise ValueError(
+                "cv=LeaveOneOut() is not supported: each temperature would be fitted on a single held-out "
+                "sample and run to a bound of its search (as CalibratedClassifierCV, which refuses it). Use "
+                "cv=int or StratifiedKFold so that each held-out fold has samples of every class."
+            )
+        if self.cv is None:
+            n_folds = 5
+        elif isinstance(self.cv, numbers.Integral):
+            n_folds = int(self.cv)
+        else:
+            n_folds = getattr(self.cv, "n_splits", None)
+        counts = np.unique(y_index, return_counts=True)[1]
+        if isinstance(n_folds, numbers.Integral) and counts.min() < n_folds:
+            raise ValueError(
+                f"Requesting {n_folds}-fold cross-validation but y has fewer than {n_folds} "
+                "samples in at least one class: lower cv, or calibrate a fitted estimator "
+                "with FrozenEstimator."
+            )
+
+    def _route_fit_params(self, estimator, frozen, sample_weight, fit_params):
+        """Parameters of the estimator's fit and of the splitter's split, as CalibratedClassifierCV routes them."""
+        if _routing_enabled():
+            routed = process_routing(self, "fit", sample_weight=sample_weight, **fit_params)
+            return routed.estimator.fit, routed.splitter.split
+        estimator_params = dict(fit_params)
+        if sample_weight is not None and not frozen:  # a FrozenEstimator is never fitted
+            if has_fit_parameter(estimator, "sample_weight"):
+                estimator_params["sample_weight"] = sample_weight
+            else:
+                warnings.warn(
+                    f"sample_weight was given but {type(estimator).__name__}.fit does not accept it: the "
+                    "estimator is fitted unweighted and the weights serve the temperature fit only (as in "
+                    "CalibratedClassifierCV), so the calibration is likely to be off. Use an estimator "
+                    "that accepts sample_weight, or fit it yourself and pass FrozenEstimator(fitted).",
+                    UserWarning,
+                )
+        return estimator_params, {}
+
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the estimator(s) and the temperature(s) on masked inputs.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Inputs, images ``(n_samples, channels, height, width)`` or flat features.
+        X : array-like or sparse matrix of shape (n_samples, ...)
+            Inputs, images ``(n_samples, channels, height, width)``, flat features,
+            or a CSR/CSC matrix (masked on its stored entries, kept sparse).
             Masking needs numbers, so X is validated as a numeric array.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights: of the temperature fit (a weighted mean
+            NLL, on each held-out fold), and of each fold estimator's fit, sliced to
+            its training rows, when its ``fit`` accepts them (a warning otherwise).
+            None weighs samples equally.
         **fit_params
-            Passed to the estimator's ``fit``.
+            Passed to the estimator's ``fit``; those with one value per sample are
+            sliced to each fold's training rows. With metadata routing enabled,
+            routed to the estimator's ``fit`` and the splitter's ``split``.
 
         Returns
         -------
@@ -205,10 +457,10 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         """
         mask_ratios = self._mask_ratios()
         estimator = self._get_estimator()
-        check_label_types(y)  # before NumPy turns [0, "a"] into strings
-        X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric")
+        X, y = self._validate_fit_input(X, y, masking=any(r > 0.0 for r in mask_ratios))
         names = getattr(self, "feature_names_in_", None)  # set by validate_data for a DataFrame
-        check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         rng = check_generator(self.random_state)
 
         frozen = isinstance(estimator, FrozenEstimator)
@@ -216,39 +468,52 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         if frozen:
             check_is_fitted(estimator.estimator)
             self.classes_ = np.asarray(estimator.classes_)
-            unknown = np.setdiff1d(np.unique(y), self.classes_)
-            if unknown.size:
-                raise ValueError(f"y contains labels {unknown.tolist()} unknown to the frozen estimator "
-                                 f"(its classes_ are {self.classes_.tolist()}).")
+            y_index, unknown = _class_columns(self.classes_, y)
+            if unknown.any():
+                raise ValueError(f"y contains labels {np.unique(y[unknown]).tolist()} unknown to the frozen "
+                                 f"estimator (its classes_ are {self.classes_.tolist()}).")
         else:
             self.classes_ = LabelEncoder().fit(y).classes_
+            y_index, _ = _class_columns(self.classes_, y)
         if len(self.classes_) < 2:
             raise ValueError(f"y has only one class ({self.classes_[0]!r}); calibration needs at least 2.")
-        y_index = np.searchsorted(self.classes_, y)
+        estimator_params, split_params = self._route_fit_params(estimator, frozen, sample_weight, fit_params)
 
         if frozen and not ensemble:
-            folds = [(estimator, np.arange(len(y)), *_held_out_logits(estimator, X, mask_ratios, rng, names))]
+            folds = [(estimator, np.arange(len(y)),
+                      *_held_out_logits(estimator, X, self.classes_, mask_ratios, rng, names))]
         else:
+            self._check_folds(y_index)
             cv = check_cv(self.cv, y, classifier=True)
-            n_folds = cv.get_n_splits(X, y)
-            if isinstance(cv, StratifiedKFold) and np.min(np.bincount(y_index)) < n_folds:
-                raise ValueError(
-                    f"Requesting {n_folds}-fold cross-validation but y has fewer than {n_folds} "
-                    "samples in at least one class: lower cv, or calibrate a fitted estimator "
-                    "with FrozenEstimator."
-                )
-            splits = list(cv.split(X, y))
+            splits = list(cv.split(X, y, **split_params))
             seeds = [draw_seed(rng) for _ in splits]
             folds = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_fold)(estimator, X, y, train, test, mask_ratios, seed, fit_params, names)
+                delayed(_fit_fold)(estimator, X, y, train, test, self.classes_, mask_ratios, seed,
+                                   estimator_params, names)
                 for (train, test), seed in zip(splits, seeds)
             )
+            for k, (fitted, *_) in enumerate(folds):
+                missing = np.setdiff1d(self.classes_, fitted.classes_)
+                if missing.size:
+                    warnings.warn(
+                        f"Training fold {k} of cv={self.cv!r} lacks classes {missing.tolist()}: its estimator "
+                        "gives them probability 0, and their held-out samples do not enter its temperature. "
+                        "Use stratified folds (cv=int, StratifiedKFold, or KFold(shuffle=True)).",
+                        UserWarning,
+                    )
 
+        held_out = np.concatenate([test for _, test, _, _ in folds])
         if len(mask_ratios) > 1:
-            held_out = np.concatenate([test for _, test, _, _ in folds])
-            losses = self._selection_losses(
-                [np.concatenate([fold[3][k] for fold in folds]) for k in range(len(mask_ratios))],
-                np.concatenate([clean for _, _, clean, _ in folds]), y_index[held_out], rng)
+            clean = np.concatenate([clean for _, _, clean, _ in folds])
+            masked = [np.concatenate([fold[3][k] for fold in folds]) for k in range(len(mask_ratios))]
+            y_held = y_index[held_out]
+            w_held = None if sample_weight is None else sample_weight[held_out]
+            known = np.isfinite(clean[np.arange(len(y_held)), y_held])
+            if not known.all():  # classes a fold's estimator never saw: the same infinite loss for every ratio
+                clean, masked, y_held = clean[known], [m[known] for m in masked], y_held[known]
+                w_held = None if w_held is None else w_held[known]
+            losses = mask_ratio_losses(masked, clean, y_held, loss=self.selection_loss,
+                                       sample_weight=w_held, random_state=rng)
             choice = int(np.argmin(losses))
             self.mask_ratio_losses_ = Bunch(mask_ratios=np.asarray(mask_ratios), losses=losses)
         else:
@@ -256,51 +521,55 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             self.mask_ratio_losses_ = None
         self.mask_ratio_ = mask_ratios[choice]
 
+        def weights(rows):
+            return None if sample_weight is None else sample_weight[rows]
+
         if ensemble:
-            pairs = [(fitted, fit_temperature(masked[choice], y_index[test]))
+            pairs = [(fitted, _fit_pair_temperature(masked[choice], y_index[test], weights(test)))
                      for fitted, test, _, masked in folds]
         else:
-            all_test = np.concatenate([test for _, test, _, _ in folds])
-            temperature = fit_temperature(np.concatenate([f[3][choice] for f in folds]), y_index[all_test])
-            final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y, **fit_params)
+            temperature = _fit_pair_temperature(np.concatenate([f[3][choice] for f in folds]),
+                                                 y_index[held_out], weights(held_out))
+            final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y,
+                                                                  **estimator_params)
             pairs = [(final, temperature)]
         self.calibrated_classifiers_ = [
-            _MaskedTemperaturePair(est, t, np.searchsorted(self.classes_, est.classes_))
-            for est, t in pairs
+            _MaskedTemperaturePair(est, t, _class_columns(self.classes_, est.classes_)[0]) for est, t in pairs
         ]
         self.temperatures_ = np.array([t for _, t in pairs])
         return self
 
-    def _selection_losses(self, masked_by_ratio, clean, y_index, rng):
-        """Held-out loss of each ratio: fit T on masked logits of one half, score clean logits of the other."""
-        n_classes = len(self.classes_)
-        counts = np.bincount(y_index, minlength=n_classes)
-        splitter = (StratifiedKFold if counts[counts > 0].min() >= 2 else KFold)(
-            n_splits=2, shuffle=True, random_state=draw_seed(rng) % (2**32))
-        if len(y_index) < 4:
-            raise ValueError("Choosing among several mask_ratio values needs at least 4 calibration samples.")
-        losses = np.zeros(len(masked_by_ratio))
-        for fit_idx, score_idx in splitter.split(clean, y_index):
-            for k, masked in enumerate(masked_by_ratio):
-                temperature = fit_temperature(masked[fit_idx], y_index[fit_idx])
-                log_proba = log_softmax(clean[score_idx] / temperature, axis=1)
-                if self.selection_loss == "log_loss":
-                    losses[k] += -np.mean(log_proba[np.arange(len(score_idx)), y_index[score_idx]])
-                else:
-                    losses[k] += expected_calibration_error(
-                        y_index[score_idx], np.exp(log_proba), labels=np.arange(n_classes))
-        return losses / splitter.get_n_splits()
+    def get_metadata_routing(self):
+        """Metadata routing of this object, as ``CalibratedClassifierCV``'s.
+
+        ``fit`` consumes ``sample_weight`` itself (the temperature fit) and routes
+        fit parameters to the estimator's ``fit`` and to the splitter's ``split``.
+        See scikit-learn's :ref:`User Guide <metadata_routing>`.
+
+        Returns
+        -------
+        routing : sklearn.utils.metadata_routing.MetadataRouter
+        """
+        return (
+            MetadataRouter(owner=self)
+            .add_self_request(self)
+            .add(estimator=self._get_estimator(), method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+            .add(splitter=self.cv, method_mapping=MethodMapping().add(caller="fit", callee="split"))
+        )
 
     def _check_predict_input(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
+        _check_numeric_samples(X)
+        # predictions use clean inputs: NaN is the estimator's business, as in CalibratedClassifierCV
+        return validate_data(self, X, reset=False, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
+                             ensure_all_finite=False)
 
     def predict_proba(self, X):
         """Calibrated probabilities: softmax of clean logits / T, averaged over pairs.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
+        X : array-like or sparse matrix of shape (n_samples, ...)
 
         Returns
         -------
@@ -308,7 +577,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         """
         X = self._check_predict_input(X)
         n_classes = len(self.classes_)
-        proba = np.zeros((len(X), n_classes))
+        proba = np.zeros((_num_samples(X), n_classes))
         for pair in self.calibrated_classifiers_:
             scaled = pair.scaled_logits(X, n_classes, getattr(self, "feature_names_in_", None))
             proba += np.exp(scaled - logsumexp(scaled, axis=1, keepdims=True))
@@ -319,11 +588,13 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
+        X : array-like or sparse matrix of shape (n_samples, ...)
 
         Returns
         -------
         scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, the calibrated log-odds of ``classes_[1]``
+            (``log p1 - log p0``; ``2 d / T`` for a binary margin ``d``).
         """
         if len(getattr(self, "calibrated_classifiers_", ())) == 1:
             X = self._check_predict_input(X)
@@ -340,7 +611,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
+        X : array-like or sparse matrix of shape (n_samples, ...)
 
         Returns
         -------
@@ -402,109 +673,15 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         >>> bool((restored.predict_proba(X[1000:]) == mts.predict_proba(X[1000:])).all())
         True
         """
-        check_is_fitted(self)
-        frozen = self.estimator
-        if not isinstance(frozen, FrozenEstimator) or any(
-                pair.estimator is not frozen for pair in self.calibrated_classifiers_):
-            raise ValueError(
-                "save_calibration saves temperatures, not estimators, so it needs a calibrator of a "
-                f"FrozenEstimator whose estimator you save separately; this one (estimator="
-                f"{type(self.estimator).__name__}, cv={self.cv!r}, ensemble={self.ensemble!r}) holds "
-                f"{len(self.calibrated_classifiers_)} estimator(s) it fitted itself, which only "
-                "pickle or joblib can save: joblib.dump(calibrator, path), and load such files "
-                "only from sources you trust."
-            )
-        params, unsaved = {}, []
-        for name, value in self.get_params(deep=False).items():
-            if name == "estimator":
-                continue
-            if is_jsonable(value):
-                params[name] = to_jsonable(value)
-            else:
-                params[name] = None
-                unsaved.append(name)
-        losses = self.mask_ratio_losses_
-        inner = frozen.estimator
-        state = {
-            "format": CALIBRATION_FORMAT,
-            "format_version": CALIBRATION_FORMAT_VERSION,
-            "ddcal_sklearn_version": __version__,
-            "estimator_class": f"{type(inner).__module__}.{type(inner).__qualname__}",
-            "params": params,
-            "unsaved_params": unsaved,
-            "classes": np.asarray(self.classes_).tolist(),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (np.asarray(self.feature_names_in_).tolist()
-                                 if hasattr(self, "feature_names_in_") else None),
-            "temperatures": [float(t) for t in self.temperatures_],
-            "mask_ratio": float(self.mask_ratio_),
-            "mask_ratio_losses": None if losses is None else {
-                "mask_ratios": np.asarray(losses.mask_ratios, dtype=np.float64).tolist(),
-                "losses": np.asarray(losses.losses, dtype=np.float64).tolist(),
-            },
-        }
-        try:
-            text = json.dumps(state, indent=2, allow_nan=False)
-        except (TypeError, ValueError) as exc:  # classes of another type, non-finite losses
-            raise ValueError(f"The calibration cannot be written as JSON: {exc}") from exc
-        return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+        return write_calibration_state(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
+        # sparse input reaches the estimator (masked on its stored entries), as in CalibratedClassifierCV
+        estimator = LogisticRegression() if self.estimator is None else self.estimator
+        tags.input_tags.sparse = hasattr(estimator, "__sklearn_tags__") and get_tags(estimator).input_tags.sparse
         return tags
-
-
-def _read_calibration_state(path):
-    """The validated JSON state of a saved calibration; ValueError for anything else."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable calibration file: {exc}") from exc
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not a saved calibration (invalid JSON: {exc}).") from exc
-    if not isinstance(state, dict) or state.get("format") != CALIBRATION_FORMAT:
-        raise ValueError(
-            f"{path} is not a saved calibration: it lacks \"format\": \"{CALIBRATION_FORMAT}\" "
-            "(files written by MaskedTemperatureCalibrator.save_calibration have it)."
-        )
-    check_format_version(state.get("format_version"), CALIBRATION_FORMAT_VERSION, path=path,
-                         what="calibration files")
-    try:
-        classes = state["classes"]
-        if not isinstance(classes, list) or len(classes) < 2 or len(set(map(repr, classes))) != len(classes):
-            raise ValueError(f"classes must be a list of at least 2 distinct labels, got {classes!r}")
-        temperatures = np.asarray(state["temperatures"], dtype=np.float64)
-        if temperatures.ndim != 1 or temperatures.size == 0 or not np.all(np.isfinite(temperatures)) \
-                or not np.all(temperatures > 0):
-            raise ValueError(f"temperatures must be a non-empty list of positive numbers, got "
-                             f"{state['temperatures']!r}")
-        mask_ratio = check_mask_ratio(state["mask_ratio"])
-        n_features = state["n_features_in"]
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"n_features_in must be a positive integer, got {n_features!r}")
-        names = state["feature_names_in"]
-        if names is not None and (not isinstance(names, list) or len(names) != n_features
-                                  or not all(isinstance(name, str) for name in names)):
-            raise ValueError(f"feature_names_in must be null or {n_features} strings, got {names!r}")
-        losses = state["mask_ratio_losses"]
-        if losses is not None:
-            losses = Bunch(mask_ratios=np.asarray(losses["mask_ratios"], dtype=np.float64),
-                           losses=np.asarray(losses["losses"], dtype=np.float64))
-            if losses.mask_ratios.ndim != 1 or losses.mask_ratios.shape != losses.losses.shape:
-                raise ValueError("mask_ratio_losses must hold mask_ratios and losses of equal length")
-        params = state["params"]
-        if not isinstance(params, dict):
-            raise ValueError(f"params must be a JSON object, got {params!r}")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is a corrupted calibration file: {exc}") from exc
-    return Bunch(classes=classes, temperatures=temperatures, mask_ratio=mask_ratio, n_features_in=n_features,
-                 feature_names_in=names, mask_ratio_losses=losses, params=params,
-                 unsaved_params=state.get("unsaved_params", []))
 
 
 def load_calibration(path, estimator):
@@ -564,7 +741,7 @@ def load_calibration(path, estimator):
     True
     """
     path = Path(path)
-    state = _read_calibration_state(path)
+    state = read_calibration_state(path)
     frozen = estimator if isinstance(estimator, FrozenEstimator) else FrozenEstimator(estimator)
     inner = frozen.estimator
     check_is_fitted(inner)
@@ -591,14 +768,15 @@ def load_calibration(path, estimator):
         calibrator._validate_params()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path} is a corrupted calibration file: {exc}") from exc
+    temperatures = saved_temperatures(state, inner)
     calibrator.classes_ = estimator_classes
     calibrator.n_features_in_ = state.n_features_in
     if state.feature_names_in is not None:
         calibrator.feature_names_in_ = np.asarray(state.feature_names_in, dtype=object)
     calibrator.mask_ratio_ = state.mask_ratio
     calibrator.mask_ratio_losses_ = state.mask_ratio_losses
-    calibrator.temperatures_ = state.temperatures
+    calibrator.temperatures_ = temperatures
     calibrator.calibrated_classifiers_ = [
-        _MaskedTemperaturePair(frozen, float(t), np.arange(len(estimator_classes))) for t in state.temperatures
+        _MaskedTemperaturePair(frozen, float(t), np.arange(len(estimator_classes))) for t in temperatures
     ]
     return calibrator

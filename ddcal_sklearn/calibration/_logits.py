@@ -1,24 +1,54 @@
 """Logits of any classifier: the one extractor used by the calibrator and the max-logit analysis."""
 
 import numpy as np
+import scipy.sparse as sp
+
+# Added to predict_proba before the log, as scikit-learn's temperature scaling does
+# (sklearn.calibration._convert_to_logits), so that exact zeros (trees, forests) give
+# finite logits of log(1e-12) ~ -27.6 and the same temperature as CalibratedClassifierCV.
+PROBA_LOG_EPS = 1e-12
 
 
 def logits(estimator, X, feature_names=None):
-    """Logits of ``estimator`` on ``X``: its decision_function, else log predict_proba.
+    """Logits of ``estimator`` on ``X``, as scikit-learn's temperature scaling defines them.
+
+    - ``decision_function`` when the estimator has one: its scores, one column per
+      class; a binary margin ``d`` (shape ``(n_samples,)`` or ``(n_samples, 1)``)
+      becomes the two logits ``(-d, d)``, so that ``softmax((-d, d) / T)`` is
+      ``sigmoid(2 d / T)``, as in ``CalibratedClassifierCV(method="temperature")``.
+    - else ``log(predict_proba + 1e-12)``: log-probabilities differ from logits by
+      a per-row shift, which softmax ignores, and the ``1e-12`` keeps exact zeros
+      finite exactly as scikit-learn does.
 
     ``X`` gets back the column names of the calibrator's DataFrame input when the
     estimator was fitted on named columns (see :func:`with_feature_names`).
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+    X : array-like or sparse matrix of shape (n_samples, ...)
+    feature_names : ndarray of str, default=None
+
+    Returns
+    -------
+    logits : ndarray of shape (n_samples, n_columns), float64
+        One column per entry of ``estimator.classes_``.
+
+    Raises
+    ------
+    ValueError
+        If the estimator returns NaN or infinite scores.
     """
     if feature_names is not None and hasattr(estimator, "feature_names_in_"):
         X = with_feature_names(X, feature_names)
     if hasattr(estimator, "decision_function"):
         scores = np.asarray(estimator.decision_function(X), dtype=np.float64)
+        if scores.ndim == 1 or scores.shape[1] == 1:  # binary margin of classes_[1]
+            margin = scores.reshape(-1, 1)
+            scores = np.hstack([-margin, margin])
     else:
         proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
-        # log-probabilities differ from logits by a per-row shift, which softmax ignores
-        scores = np.log(np.clip(proba, np.finfo(np.float64).tiny, None))
-    if scores.ndim == 1 or scores.shape[1] == 1:  # binary decision function: logit of class 1
-        scores = np.column_stack([np.zeros(len(scores)), scores.ravel()])
+        scores = np.log(proba + PROBA_LOG_EPS)
     if not np.all(np.isfinite(scores)):
         raise ValueError(
             f"{type(estimator).__name__} returned non-finite logits; the temperature "
@@ -39,4 +69,6 @@ def with_feature_names(X, feature_names):
         return X
     import pandas as pd  # only reached for DataFrame input, so pandas is there
 
+    if sp.issparse(X):  # a DataFrame of sparse columns validates to a sparse matrix
+        return pd.DataFrame.sparse.from_spmatrix(X, columns=feature_names)
     return pd.DataFrame(X, columns=feature_names)

@@ -92,10 +92,10 @@ def max_logits(estimator, X, *, mask_ratio=0.0, random_state=None):
 
     The logits are the ones :class:`~ddcal_sklearn.MaskedTemperatureCalibrator`
     scales: the estimator's ``decision_function`` (a binary margin ``d`` becomes the
-    logits ``(0, d)``, so its max logit is ``max(0, d)``), or, without one, the log
-    of ``predict_proba`` (then every value is at most 0, and only comparisons for
-    the same estimator are meaningful). With ``mask_ratio > 0`` every input element
-    is first zeroed independently with that probability by
+    logits ``(-d, d)``, as in scikit-learn's temperature scaling, so its max logit is
+    ``|d|``), or, without one, ``log(predict_proba + 1e-12)`` (then every value is at
+    most about 1e-12, and only comparisons for the same estimator are meaningful).
+    With ``mask_ratio > 0`` every input element is first zeroed independently with that probability by
     :func:`~ddcal_sklearn.mask_elements`, one fresh mask per sample, as MTS does;
     pass normalised inputs, as the network sees them.
 

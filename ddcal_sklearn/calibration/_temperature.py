@@ -1,28 +1,93 @@
-"""Temperature scaling: the one temperature fit, shared by the calibrator, the analyses and the study."""
+"""Temperature scaling: the one temperature fit, and the held-out choice among mask ratios.
+
+Shared by the calibrator, the analyses and the study app: :func:`fit_temperature`
+(weighted or not) and :func:`mask_ratio_losses` (the held-out loss by which
+:class:`~ddcal_sklearn.MaskedTemperatureCalibrator` chooses among several mask ratios).
+"""
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
+from scipy.special import log_softmax, logsumexp
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_array
+from sklearn.utils.validation import _check_sample_weight
+
+from ..metrics import expected_calibration_error
+from ..utils import check_generator, draw_seed
+
+__all__ = ["LOG_BETA_BOUNDS", "fit_temperature", "mask_ratio_losses"]
 
 # Bounds on log(1/T), as in scikit-learn's temperature scaling, so that mask_ratio=0
 # reproduces CalibratedClassifierCV(method="temperature") exactly.
 LOG_BETA_BOUNDS = (-10.0, 10.0)
 
+_SELECTION_LOSSES = ("log_loss", "ece")
 
-def fit_temperature(logits, y):
-    """Temperature ``T > 0`` minimising the mean NLL of ``softmax(logits / T)``.
+
+def _check_class_indices(y, n_rows, n_classes):
+    """``y`` as intp column indices, one per row, in ``[0, n_classes)``; ValueError naming y otherwise."""
+    y_raw = np.asarray(y)
+    if y_raw.shape != (n_rows,):
+        raise ValueError(f"y must have shape ({n_rows},), one class index per row of logits, "
+                         f"got shape {y_raw.shape}.")
+    numeric = y_raw.dtype.kind in "biu" or (y_raw.dtype.kind == "f" and np.isfinite(y_raw).all())
+    y = y_raw.astype(np.intp) if numeric else None
+    bad = y_raw if y is None else y_raw[(y != y_raw) | (y < 0) | (y >= n_classes)]
+    if bad.size:
+        raise ValueError(f"y must hold column indices of logits, integers in [0, {n_classes}); "
+                         f"got {y_raw.dtype} values such as {bad[:5].tolist()}.")
+    return y
+
+
+def _check_weights(sample_weight, logits):
+    """Non-negative, finite float64 weights, one per row, not all zero (or None)."""
+    if sample_weight is None:
+        return None
+    return _check_sample_weight(sample_weight, logits, dtype=np.float64, ensure_non_negative=True)
+
+
+def _temperature_from_logits(logits, y, sample_weight=None):
+    """The bounded search itself, on validated float64 arrays.
+
+    Entries of ``logits`` may be ``-inf`` off the true column (a class the estimator
+    never saw: probability 0 at every temperature); the true-class logits must be finite.
+    """
+    true_logit = logits[np.arange(len(y)), y]
+
+    if sample_weight is None:
+        def nll(log_beta):
+            beta = np.exp(log_beta)
+            return np.mean(logsumexp(beta * logits, axis=1) - beta * true_logit)
+    else:
+        def nll(log_beta):
+            beta = np.exp(log_beta)
+            return np.average(logsumexp(beta * logits, axis=1) - beta * true_logit, weights=sample_weight)
+
+    result = minimize_scalar(nll, bounds=LOG_BETA_BOUNDS, method="bounded",
+                             options={"xatol": 64 * np.finfo(np.float64).eps})
+    return float(np.exp(-result.x))
+
+
+def fit_temperature(logits, y, sample_weight=None):
+    """Temperature ``T > 0`` minimising the (weighted) mean NLL of ``softmax(logits / T)``.
 
     The NLL is convex in ``1 / T``; a bounded scalar search over ``log(1 / T)`` in
     [-10, 10] (``T`` between 4.5e-5 and 2.2e4) is therefore exact, never NaN and
     never non-positive, also for logits of extreme magnitude or calibration sets the
-    network classifies all right (``T`` goes to its lower bound) or all wrong.
+    network classifies all right (``T`` goes to its lower bound) or all wrong. The
+    bounds, the tolerance and the weighted mean are those of scikit-learn's
+    ``CalibratedClassifierCV(method="temperature")``, whose fitted ``beta_`` is ``1 / T``.
 
     Parameters
     ----------
     logits : array-like of shape (n_samples, n_classes)
+        Finite logits (for a binary margin ``d``, pass ``(-d, d)`` as scikit-learn
+        does; see :func:`~ddcal_sklearn.calibration.logits`).
     y : array-like of shape (n_samples,)
         Column index of the true class of each sample.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weights of the samples in the NLL (a weighted mean,
+        ``sum(w * nll) / sum(w)``); None weighs every sample equally.
 
     Returns
     -------
@@ -31,8 +96,10 @@ def fit_temperature(logits, y):
     Raises
     ------
     ValueError
-        If ``logits`` is not a finite 2-D array with at least one row, or ``y`` is
-        not one integer column index in ``[0, n_classes)`` per row.
+        If ``logits`` is not a finite 2-D array with at least one row, ``y`` is
+        not one integer column index in ``[0, n_classes)`` per row, or
+        ``sample_weight`` has the wrong shape, negative or non-finite entries, or
+        only zeros.
 
     Examples
     --------
@@ -43,24 +110,113 @@ def fit_temperature(logits, y):
     >>> y = np.array([rng.choice(3, p=np.exp(z) / np.exp(z).sum()) for z in 3 * logits])
     >>> round(fit_temperature(3 * logits, y), 1)  # the data were drawn at temperature 1
     1.0
+    >>> weights = np.where(y == logits.argmax(1), 2.0, 1.0)  # count right answers twice
+    >>> bool(fit_temperature(3 * logits, y, sample_weight=weights) < 1.0)  # sharper
+    True
     """
     logits = check_array(logits, dtype=np.float64, input_name="logits")
-    y_raw = np.asarray(y)
-    if y_raw.shape != (len(logits),):
-        raise ValueError(f"y must have shape ({len(logits)},), one class index per row of logits, "
-                         f"got shape {y_raw.shape}.")
-    numeric = y_raw.dtype.kind in "biu" or (y_raw.dtype.kind == "f" and np.isfinite(y_raw).all())
-    y = y_raw.astype(np.intp) if numeric else None
-    bad = y_raw if y is None else y_raw[(y != y_raw) | (y < 0) | (y >= logits.shape[1])]
-    if bad.size:
-        raise ValueError(f"y must hold column indices of logits, integers in [0, {logits.shape[1]}); "
-                         f"got {y_raw.dtype} values such as {bad[:5].tolist()}.")
-    true_logit = logits[np.arange(len(y)), y]
+    y = _check_class_indices(y, len(logits), logits.shape[1])
+    return _temperature_from_logits(logits, y, _check_weights(sample_weight, logits))
 
-    def nll(log_beta):
-        beta = np.exp(log_beta)
-        return np.mean(logsumexp(beta * logits, axis=1) - beta * true_logit)
 
-    result = minimize_scalar(nll, bounds=LOG_BETA_BOUNDS, method="bounded",
-                             options={"xatol": 64 * np.finfo(np.float64).eps})
-    return float(np.exp(-result.x))
+def _check_selection_logits(array, y, name):
+    """2-D float64 logits that may be -inf (a class unseen by a fold), with finite true-class entries."""
+    array = check_array(array, dtype=np.float64, ensure_all_finite=False, input_name=name)
+    if np.isnan(array).any() or np.isposinf(array).any():
+        raise ValueError(f"{name} must not contain NaN or +inf (-inf marks a class the estimator never saw).")
+    if y is not None and not np.isfinite(array[np.arange(len(y)), y]).all():
+        raise ValueError(f"{name} must be finite in the column of each sample's true class.")
+    return array
+
+
+def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample_weight=None,
+                      random_state=None):
+    """Held-out calibration loss of each candidate mask ratio, as MTS uses to choose one.
+
+    The samples are split in two stratified halves (plain halves when a class has a
+    single sample); for each ratio a temperature is fitted (:func:`fit_temperature`)
+    on the *masked* logits of one half and scored on the *clean* logits of the other,
+    both ways, and the two losses are averaged. This is exactly how
+    :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` fills ``mask_ratio_losses_``
+    when given several ratios; with the same generator it returns the same numbers.
+
+    Parameters
+    ----------
+    masked_logits : sequence of array-like of shape (n_samples, n_classes)
+        For each candidate ratio, the logits of the masked samples (a ratio of 0:
+        the clean logits).
+    clean_logits : array-like of shape (n_samples, n_classes)
+        Logits of the unmasked samples. ``-inf`` marks a class the estimator of a
+        sample never saw (a cross-validation fold lacking it); the true class's
+        logit must be finite.
+    y : array-like of shape (n_samples,)
+        Column index of the true class of each sample.
+    loss : {"log_loss", "ece"}, default="log_loss"
+        The held-out score: mean negative log-likelihood, or top-label ECE
+        (:func:`~ddcal_sklearn.metrics.expected_calibration_error`, 15 bins).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weights of the temperature fits and of the log loss (the ECE, a binned
+        count, is not weighted).
+    random_state : None, int, numpy Generator or RandomState, default=None
+        Source of the split (one seed is drawn from it).
+
+    Returns
+    -------
+    losses : ndarray of shape (n_ratios,)
+        The held-out loss of each entry of ``masked_logits``; the lowest wins.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 4 samples, the arrays do not match, ``y`` is not
+        one column index per row, or ``loss`` is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ddcal_sklearn.calibration import mask_ratio_losses
+    >>> rng = np.random.default_rng(0)
+    >>> clean = 3 * rng.normal(size=(400, 3))
+    >>> y = clean.argmax(1)
+    >>> y[:100] = rng.integers(0, 3, size=100)  # some label noise: the clean logits are over-confident
+    >>> softened = [clean, 0.5 * clean]  # e.g. the logits at two mask ratios
+    >>> losses = mask_ratio_losses(softened, clean, y, random_state=0)
+    >>> losses.shape
+    (2,)
+    """
+    if loss not in _SELECTION_LOSSES:
+        raise ValueError(f"loss must be one of {_SELECTION_LOSSES}, got {loss!r}.")
+    clean = check_array(clean_logits, dtype=np.float64, ensure_all_finite=False, input_name="clean_logits")
+    y_index = _check_class_indices(y, len(clean), clean.shape[1])
+    clean = _check_selection_logits(clean, y_index, "clean_logits")
+    masked_by_ratio = [_check_selection_logits(m, y_index, "masked_logits") for m in masked_logits]
+    if not masked_by_ratio or any(m.shape != clean.shape for m in masked_by_ratio):
+        raise ValueError(f"masked_logits must be a non-empty sequence of arrays of the shape of clean_logits "
+                         f"{clean.shape}, got shapes {[m.shape for m in masked_by_ratio]}.")
+    weights = _check_weights(sample_weight, clean)
+    rng = check_generator(random_state)
+    n_classes = clean.shape[1]
+    counts = np.bincount(y_index, minlength=n_classes)
+    splitter = (StratifiedKFold if counts[counts > 0].min() >= 2 else KFold)(
+        n_splits=2, shuffle=True, random_state=draw_seed(rng) % (2**32))
+    if len(y_index) < 4:
+        raise ValueError("Choosing among several mask_ratio values needs at least 4 calibration samples.")
+    losses = np.zeros(len(masked_by_ratio))
+    for fit_idx, score_idx in splitter.split(clean, y_index):
+        fit_weights = None if weights is None else weights[fit_idx]
+        if weights is not None and not (fit_weights.sum() > 0 and weights[score_idx].sum() > 0):
+            raise ValueError("sample_weight sums to 0 on one of the two selection halves; give more "
+                             "calibration samples positive weights.")
+        for k, masked in enumerate(masked_by_ratio):
+            temperature = _temperature_from_logits(masked[fit_idx], y_index[fit_idx], fit_weights)
+            log_proba = log_softmax(clean[score_idx] / temperature, axis=1)
+            if loss == "log_loss":
+                true_log_proba = log_proba[np.arange(len(score_idx)), y_index[score_idx]]
+                if weights is None:
+                    losses[k] += -np.mean(true_log_proba)
+                else:
+                    losses[k] += -np.average(true_log_proba, weights=weights[score_idx])
+            else:
+                losses[k] += expected_calibration_error(
+                    y_index[score_idx], np.exp(log_proba), labels=np.arange(n_classes))
+    return losses / splitter.get_n_splits()
