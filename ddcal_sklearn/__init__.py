@@ -8,6 +8,7 @@ from .calibration import (
     MaskedTemperatureCalibrator,
     fit_temperature,
     load_calibration,
+    mask_ratio_losses,
     max_logit_statistics,
     max_logits,
     summarize_max_logits,
@@ -43,7 +44,7 @@ from .metrics import (
 )
 from .nn import MLP, ConvNet, DeviceBatchIterator, FocalLoss, SiameseAugment
 from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
-from .utils import __version__
+from .utils import __version__  # noqa: F401 (the package version)
 
 __all__ = [
     "ConvNet",
@@ -79,6 +80,7 @@ __all__ = [
     "load_synthetic_set",
     "make_calibration_scorer",
     "mask_elements",
+    "mask_ratio_losses",
     "max_logit_statistics",
     "max_logits",
     "maximum_calibration_error",

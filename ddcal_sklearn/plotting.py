@@ -12,16 +12,20 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import log_loss
 from sklearn.utils._optional_dependencies import check_matplotlib_support
 from sklearn.utils._plotting import _validate_style_kwargs
-from sklearn.utils.validation import check_is_fitted
 
-from .calibration import MaskedTemperatureCalibrator, check_max_logit_values, max_logits, summarize_max_logits
+from .calibration import (
+    MaskedTemperatureCalibrator,
+    check_max_logit_values,
+    check_scoring_classifier,
+    max_logits,
+    summarize_max_logits,
+)
 from .masking import check_mask_ratio
 from .metrics import calibration_curve_top_label, expected_calibration_error
 
 __all__ = ["MaskRatioCurveDisplay", "MaxLogitDisplay", "ReliabilityDisplay"]
 
 #: What a classifier needs for its logits (:func:`~ddcal_sklearn.calibration.logits`): either one.
-_SCORE_METHODS = ("decision_function", "predict_proba")
 
 
 class _Display:
@@ -67,22 +71,6 @@ class _Display:
     @classmethod
     def _check_matplotlib(cls, method):
         check_matplotlib_support(f"{cls.__name__}.{method}")
-
-    @staticmethod
-    def _fitted_classifier(estimator, methods=_SCORE_METHODS):
-        """The fitted classifier of ``estimator`` (a FrozenEstimator unwrapped), which has one of ``methods``.
-
-        Raises ``TypeError`` naming the estimator when it has none of ``methods``, and
-        ``NotFittedError`` when it is not fitted.
-        """
-        inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-        if not any(hasattr(inner, method) for method in methods):
-            raise TypeError(
-                f"estimator={inner!r} has no {' or '.join(methods)}; the display needs "
-                "scores from a fitted classifier."
-            )
-        check_is_fitted(inner)
-        return inner
 
 
 class ReliabilityDisplay(_Display):
@@ -350,7 +338,7 @@ class ReliabilityDisplay(_Display):
         'LogisticRegression'
         """
         cls._check_matplotlib("from_estimator")
-        inner = cls._fitted_classifier(estimator, methods=("predict_proba",))
+        inner = check_scoring_classifier(estimator, methods=("predict_proba",), purpose=f"{cls.__name__} needs")
         return cls.from_predictions(
             y,
             estimator.predict_proba(X),
@@ -592,7 +580,7 @@ class MaxLogitDisplay(_Display):
         'LogisticRegression (mask_ratio=0.3)'
         """
         cls._check_matplotlib("from_estimator")
-        inner = cls._fitted_classifier(estimator)
+        inner = check_scoring_classifier(estimator, purpose=f"{cls.__name__} needs")
         values = max_logits(estimator, X, mask_ratio=mask_ratio, random_state=random_state)
         mask_ratio = float(mask_ratio)  # validated by max_logits
         if name is None:
@@ -947,7 +935,7 @@ class MaskRatioCurveDisplay(_Display):
         if not callable(scoring):
             greater_is_better = False  # ECE and NLL are losses
 
-        inner = cls._fitted_classifier(estimator)
+        inner = check_scoring_classifier(estimator, purpose=f"{cls.__name__} needs")
         frozen = estimator if isinstance(estimator, FrozenEstimator) else FrozenEstimator(estimator)
         if len(X_val) != len(y_val):
             raise ValueError(

@@ -45,12 +45,12 @@ from ddcal_sklearn import (
     MaxLogitDisplay,
     ReliabilityDisplay,
     expected_calibration_error,
-    fit_temperature,
     load_cifar10,
     load_digits_images,
     load_fashion_mnist,
     load_synthetic_set,
     mask_elements,
+    mask_ratio_losses,
     max_logits,
     save_synthetic_set,
     summarize_max_logits,
@@ -227,19 +227,13 @@ def _network(settings, *, epochs, lr, seed, device, **options):
 
 
 def _ece_vs_mask_ratio(net, X_val, clean, y_index, seed):
-    """Held-out ECE against mask ratio: T fitted on the masked logits of one validation half,
-    ECE of the clean logits (``clean``) of the other, both ways, averaged."""
-    half_a, half_b = train_test_split(np.arange(len(y_index)), test_size=0.5, stratify=y_index, random_state=seed)
-    curve = []
-    for ratio in CURVE_RATIOS:
-        masked = clean if ratio == 0 else logits(net, mask_elements(X_val, ratio, random_state=seed))
-        eces = []
-        for fit, score in ((half_a, half_b), (half_b, half_a)):
-            temperature = fit_temperature(masked[fit], y_index[fit])
-            eces.append(expected_calibration_error(y_index[score], softmax(clean[score] / temperature, axis=1),
-                                                   n_bins=N_BINS))
-        curve.append(float(np.mean(eces)))
-    return {"mask_ratios": list(CURVE_RATIOS), "ece": curve}
+    """Held-out ECE against mask ratio (the calibrator's own selection criterion, scored by ECE):
+    T fitted on the masked logits of one validation half, ECE of the clean logits (``clean``) of
+    the other, both ways, averaged."""
+    masked = [clean if ratio == 0 else logits(net, mask_elements(X_val, ratio, random_state=seed))
+              for ratio in CURVE_RATIOS]
+    ece = mask_ratio_losses(masked, clean, y_index, loss="ece", random_state=seed)
+    return {"mask_ratios": list(CURVE_RATIOS), "ece": [float(value) for value in ece]}
 
 
 def _own_set_calibration(net, X_own, y_own, val_logits, y_val, test_logits, y_test, seed):

@@ -11,7 +11,7 @@ calibrator is one file here.
 """
 
 from ._calibrator import MaskedTemperatureCalibrator, load_calibration
-from ._logits import logits
+from ._logits import check_scoring_classifier, logits
 from ._max_logits import (
     check_max_logit_values,
     max_logit_statistics,
@@ -23,6 +23,7 @@ from ._temperature import fit_temperature, mask_ratio_losses
 __all__ = [
     "MaskedTemperatureCalibrator",
     "check_max_logit_values",
+    "check_scoring_classifier",
     "fit_temperature",
     "load_calibration",
     "logits",

@@ -39,7 +39,7 @@ from sklearn.utils.validation import (
 
 from ..masking import check_mask_ratio, mask_elements
 from ..utils import check_generator, check_label_types, draw_seed
-from ._logits import logits, with_feature_names
+from ._logits import check_scoring_classifier, logits, with_feature_names
 from ._persistence import (
     CALIBRATION_FORMAT_VERSION,  # noqa: F401  (importable from here, where it used to live)
     read_calibration_state,
@@ -366,11 +366,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
                 estimator.set_fit_request(sample_weight=True)
         else:
             estimator = self.estimator
-        if not (hasattr(estimator, "decision_function") or hasattr(estimator, "predict_proba")):
-            raise TypeError(
-                f"estimator={estimator!r} has neither decision_function nor predict_proba; "
-                "MaskedTemperatureCalibrator needs logits or probabilities from a classifier."
-            )
+        check_scoring_classifier(estimator, fitted=False, purpose="MaskedTemperatureCalibrator needs")
         return estimator
 
     def _validate_fit_input(self, X, y, masking):
@@ -743,10 +739,7 @@ def load_calibration(path, estimator):
     path = Path(path)
     state = read_calibration_state(path)
     frozen = estimator if isinstance(estimator, FrozenEstimator) else FrozenEstimator(estimator)
-    inner = frozen.estimator
-    check_is_fitted(inner)
-    if not (hasattr(inner, "decision_function") or hasattr(inner, "predict_proba")):
-        raise TypeError(f"estimator={inner!r} has neither decision_function nor predict_proba.")
+    inner = check_scoring_classifier(frozen, purpose="load_calibration needs")
     estimator_classes = np.asarray(inner.classes_)
     if estimator_classes.tolist() != state.classes:
         raise ValueError(

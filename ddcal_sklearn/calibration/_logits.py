@@ -2,11 +2,61 @@
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils.validation import check_is_fitted
 
 # Added to predict_proba before the log, as scikit-learn's temperature scaling does
 # (sklearn.calibration._convert_to_logits), so that exact zeros (trees, forests) give
 # finite logits of log(1e-12) ~ -27.6 and the same temperature as CalibratedClassifierCV.
 PROBA_LOG_EPS = 1e-12
+
+#: the methods that give a classifier's scores, in the order :func:`logits` prefers them
+SCORE_METHODS = ("decision_function", "predict_proba")
+
+
+def check_scoring_classifier(estimator, *, methods=SCORE_METHODS, fitted=True, purpose="needs"):
+    """The classifier behind ``estimator`` (a FrozenEstimator unwrapped), checked to have scores.
+
+    The one check shared by the calibrator, :func:`load_calibration`, the max-logit
+    analysis and the Displays.
+
+    Parameters
+    ----------
+    estimator : classifier or FrozenEstimator of one
+    methods : tuple of str, default=("decision_function", "predict_proba")
+        At least one of them must exist.
+    fitted : bool, default=True
+        Also check that the classifier is fitted (``NotFittedError`` otherwise).
+    purpose : str, default="needs"
+        Who needs the scores, for the message (e.g. "MaskedTemperatureCalibrator needs").
+
+    Returns
+    -------
+    classifier : estimator
+        The unwrapped classifier.
+
+    Raises
+    ------
+    TypeError
+        If it has none of ``methods``.
+
+    Examples
+    --------
+    >>> from sklearn.neighbors import NearestCentroid
+    >>> from ddcal_sklearn.calibration import check_scoring_classifier
+    >>> check_scoring_classifier(NearestCentroid(), methods=("predict_proba",), fitted=False)
+    NearestCentroid()
+    """
+    inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    if not any(hasattr(inner, method) for method in methods):
+        names = " nor ".join(methods) if len(methods) > 1 else methods[0]
+        raise TypeError(
+            f"estimator={inner!r} has {'neither ' if len(methods) > 1 else 'no '}{names}; {purpose} "
+            "scores from a classifier (logits or probabilities)."
+        )
+    if fitted:
+        check_is_fitted(inner)
+    return inner
 
 
 def logits(estimator, X, feature_names=None):

@@ -10,11 +10,10 @@ mask that :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` uses.
 
 import numpy as np
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_is_fitted
 
 from ..masking import check_mask_ratio, mask_elements
 from ..utils import check_generator
-from ._logits import logits
+from ._logits import check_scoring_classifier, logits
 
 __all__ = ["max_logit_statistics", "max_logits", "summarize_max_logits"]
 
@@ -152,12 +151,7 @@ def max_logits(estimator, X, *, mask_ratio=0.0, random_state=None):
     True
     """
     mask_ratio = check_mask_ratio(mask_ratio)
-    if not (hasattr(estimator, "decision_function") or hasattr(estimator, "predict_proba")):
-        raise TypeError(
-            f"estimator={estimator!r} has neither decision_function nor predict_proba; "
-            "max logits need logits or probabilities from a classifier."
-        )
-    check_is_fitted(estimator)
+    check_scoring_classifier(estimator, purpose="max logits need")
     X = check_array(X, allow_nd=True, dtype="numeric", ensure_min_samples=0, input_name="X")
     if X.shape[0] == 0:
         raise ValueError(f"X must contain at least one sample, got shape {X.shape}.")
