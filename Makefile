@@ -28,6 +28,7 @@ test-experiments: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_classifier.py
 	$(PY) benchmarks/bench_dm.py
+	$(PY) benchmarks/bench_metrics.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

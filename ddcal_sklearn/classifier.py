@@ -8,7 +8,6 @@ import numbers
 import os
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,13 +23,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .nn import ConvNet, DeviceBatchIterator, DeviceTensorDataset, FocalLoss, LRStepAtFraction, network_kwargs
 from .utils import (
+    RunCheckpoint,
     check_generator,
+    check_input_scale,
     check_label_types,
     draw_seed,
     dumps_with_arrays,
     loads_with_arrays,
-    read_checkpoint,
-    remove_stale_temporaries,
+    naming_the_input,
     resolve_device,
     run_fingerprint,
     save_checkpoint,
@@ -38,8 +38,14 @@ from .utils import (
 
 
 def _index_accuracy(net, X, y):
-    """Validation accuracy on the encoded targets that skorch sees during fit."""
-    return float(np.mean(net.predict_proba(X).argmax(axis=1) == to_numpy(y)))
+    """Validation accuracy on the encoded targets that skorch sees during fit.
+
+    The argmax of the logits is the argmax of the probabilities; reading the logits (which
+    EpochScoring caches) lets a diverged epoch reach the "Training diverged" check of fit.
+    """
+    logits = net.forward(X)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return float(np.mean(to_numpy(logits).argmax(axis=1) == to_numpy(y)))
 
 
 class _RequestedDevice:
@@ -60,6 +66,8 @@ class _RequestedDevice:
 
 #: layout of the checkpoint files written by ``ConvNetClassifier(checkpoint_dir=...)``
 CHECKPOINT_FORMAT_VERSION = 1
+#: a run's checkpoint is ``classifier-<digest of its fingerprint>.pt``; ``classifier.pt`` (the name before
+#: one file per run) is still read when its fingerprint is the run's
 _CHECKPOINT_NAME = "classifier.pt"
 _CHECKPOINT_KIND = "ddcal_sklearn.ConvNetClassifier checkpoint"
 _CHECKPOINT_KEYS = {
@@ -75,11 +83,12 @@ class _OutOfMemoryAdvice(torch.OutOfMemoryError):
 
 
 class _CheckpointRun:
-    """Where one ``fit`` writes its checkpoints, and the state it resumes from (or None)."""
+    """One ``fit``'s checkpoint files (a locked :class:`RunCheckpoint`), and the state it resumes from (or None)."""
 
-    def __init__(self, path, fingerprint, state):
-        self.path = path
-        self.fingerprint = fingerprint
+    def __init__(self, files, state):
+        self.files = files
+        self.path = files.path
+        self.fingerprint = files.fingerprint
         self.state = state
         self.streams_restored = False
 
@@ -209,12 +218,13 @@ class ConvNetClassifier(NeuralNetClassifier):
         instead of cross-entropy (Mukhoti et al., NeurIPS 2020, use 3). Needs the
         default ``criterion``. Must be >= 0.
     checkpoint_dir : str, path-like or None, default=None
-        Directory for the checkpoint of ``fit`` (one file, ``classifier.pt``). When set,
-        ``fit`` writes the whole training state there every ``checkpoint_every``
-        epochs and after the last one, and a later ``fit`` with the same data and
-        parameters resumes from it, giving the network an uninterrupted fit would
-        have given (see Notes). A checkpoint of other data or parameters is an error,
-        never silently resumed nor overwritten.
+        Directory for the checkpoints of ``fit`` (one file per run,
+        ``classifier-<digest>.pt``). When set, ``fit`` writes the whole training state
+        there every ``checkpoint_every`` epochs and after the last one, and a later
+        ``fit`` with the same data and parameters resumes from it, giving the network
+        an uninterrupted fit would have given (see Notes). Fits with other data or
+        parameters (the candidates and folds of a ``GridSearchCV``) may share the
+        directory: each has its own file, never resumed by nor overwritten by another.
     checkpoint_every : int, default=10
         Epochs between checkpoints. Must be >= 1.
     **kwargs
@@ -247,17 +257,28 @@ class ConvNetClassifier(NeuralNetClassifier):
     generator, the shuffling and mixup generators). It is written atomically (a
     temporary file in the same directory, then :func:`os.replace`), by
     :func:`torch.save` of tensors and plain values, and read with
-    ``torch.load(weights_only=True)``: loading never runs pickled code. It also
-    stores a fingerprint of the data (a SHA-256 digest), of every parameter but
-    ``verbose``, ``checkpoint_dir`` and ``checkpoint_every``, and of the device type;
-    ``fit`` raises ``ValueError`` naming the file and what differs when they do not
-    match, and when the file is damaged or of a newer format. Delete the file (or use
-    another directory) to start over. With the same ``random_state`` a resumed fit
-    ends with the same weights as an uninterrupted one (bit for bit on CPU). Only
-    ``fit`` from scratch checkpoints and resumes: ``partial_fit`` and ``warm_start``
-    continuations neither read nor write. Callbacks other than LR schedulers restart
-    from the restored history (an ``EarlyStopping`` patience count restarts at 0).
-    Each ``GridSearchCV`` candidate needs its own directory.
+    ``torch.load(weights_only=True)``: loading never runs pickled code. A run is
+    identified by a fingerprint of the data (a SHA-256 digest), of every parameter but
+    ``verbose``, ``checkpoint_dir`` and ``checkpoint_every``, and of the device type,
+    stored in the file and naming it: ``classifier-<digest>.pt``, the first 16 hex
+    digits of the SHA-256 of the fingerprint. So runs with other data or parameters
+    never overwrite each other, and each ``GridSearchCV`` candidate (each fold) resumes
+    its own checkpoint. A ``classifier.pt`` written before this naming is still resumed
+    when its fingerprint matches (it is never written again). ``fit`` raises
+    ``ValueError`` naming the file when this run's file is damaged, of a newer format,
+    or holds another run's fingerprint (renamed by hand); delete it to start over.
+    With the same ``random_state`` a resumed fit ends with the same weights as an
+    uninterrupted one (bit for bit on CPU). Only ``fit`` from scratch checkpoints and
+    resumes: ``partial_fit`` and ``warm_start`` continuations neither read nor write.
+    Callbacks other than LR schedulers restart from the restored history (an
+    ``EarlyStopping`` patience count restarts at 0).
+
+    A ``fit`` holds an advisory lock of its run (``classifier-<digest>.lock``, via the
+    ``filelock`` package; released by the operating system when the process dies) from
+    start to end: a second ``fit`` of the same run while the first is alive, in this
+    process or another, is refused with a ``ValueError`` (wait for the first, or pass
+    another ``checkpoint_dir``), and the temporary files of interrupted writes are
+    removed only by a later ``fit`` of their own run, under its lock.
 
     **Inference** (``predict_proba``, ``decision_function``, ``predict``) keeps the
     inputs on the host and moves one batch of ``batch_size`` (or
@@ -433,10 +454,11 @@ class ConvNetClassifier(NeuralNetClassifier):
 
     def _validate_inputs(self, X, y=None, *, reset):
         """Validate X (and y) the scikit-learn way; images stay images."""
-        if y is None:
-            X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
-        else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
+        with naming_the_input(X, y, dtype=np.float32, allow_nd=True):
+            if y is None:
+                X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
+            else:
+                X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
         X = np.require(X, requirements=["C", "W"])  # read-only and strided inputs become plain arrays
         if reset:
             self.input_shape_ = tuple(X.shape[1:])
@@ -463,7 +485,8 @@ class ConvNetClassifier(NeuralNetClassifier):
         return set(inspect.signature(self.module).parameters)
 
     def _encode_targets(self, y):
-        check_classification_targets(y)
+        with naming_the_input(None, y, culprit="y"):
+            check_classification_targets(y)
         encoder = LabelEncoder().fit(y if self.classes is None else np.asarray(self.classes))
         unknown = np.setdiff1d(np.unique(y), encoder.classes_)
         if unknown.size:
@@ -697,9 +720,17 @@ class ConvNetClassifier(NeuralNetClassifier):
         # on the device and passes it here as a dataset, which is used as it is.)
         dataset = X if is_dataset(X) else DeviceTensorDataset(torch.as_tensor(X))
         iterator = self.get_iterator(dataset, training=training)
+        n_rows = n_bad = 0  # n_bad: a device tensor summed over batches, read once at the end
         with self._out_of_memory_advice("inference"):
             for batch in iterator:
-                yield to_device(self.evaluation_step(batch, training=training), device=device)
+                output = self.evaluation_step(batch, training=training)
+                first = output[0] if isinstance(output, tuple) else output
+                if torch.is_tensor(first) and first.is_floating_point() and first.ndim:
+                    n_rows += len(first)
+                    n_bad = n_bad + (~torch.isfinite(first.reshape(len(first), -1))).any(dim=1).sum()
+                yield to_device(output, device=device)
+        if int(n_bad):  # one host sync per call, after the last batch
+            raise self._non_finite_outputs_error(X, int(n_bad), n_rows)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         run = self.__dict__.get("_checkpoint_run")
@@ -721,6 +752,34 @@ class ConvNetClassifier(NeuralNetClassifier):
                 self._save_checkpoint(run.path, run.fingerprint)
 
     # --- reliability helpers ------------------------------------------------------
+
+    def _non_finite_outputs_error(self, X, n_bad, n_rows):
+        """The ValueError for NaN or infinite network outputs: names the scale of X, or the weights.
+
+        Finite but huge inputs (1e20 where the network was trained on standardised ones) overflow
+        float32 inside the network (an instance norm squares them), so its logits come out NaN or
+        infinite. No later step can recover the answer (rescaling X would change what a network with
+        biases computes), so inference refuses rather than returning NaN probabilities, or class
+        ``classes_[0]`` from an argmax over NaN.
+        """
+        what = (f"{type(self).__name__}'s network returned NaN or infinite outputs for {n_bad} of "
+                f"{n_rows} rows of X")
+        weights = getattr(self, "module_", None)
+        if weights is not None and not all(bool(torch.isfinite(p).all()) for p in weights.parameters()):
+            return ValueError(f"{what}: the network's weights are not finite (a diverged or damaged "
+                              "network). Fit it again (with a lower lr) or load sound parameters.")
+        values = X.X if isinstance(X, DeviceTensorDataset) else X
+        if isinstance(values, (np.ndarray, torch.Tensor)) and len(values) \
+                and torch.as_tensor(values).is_floating_point():
+            values = torch.as_tensor(values)
+            scale = float(torch.maximum(values.max().abs(), values.min().abs()))
+            return ValueError(
+                f"{what}: the network's outputs are not finite for inputs of magnitude up to {scale:.3g}: "
+                "X looks unnormalised (float32 overflows inside the network). Scale X as the training "
+                "data were scaled (e.g. standardised, as ddcal_sklearn.datasets does); no probabilities "
+                "are returned rather than NaN ones.")
+        return ValueError(f"{what}: its inputs are probably far larger than the training data (X looks "
+                          "unnormalised). Scale them as the training data were scaled.")
 
     @contextlib.contextmanager
     def _out_of_memory_advice(self, during):
@@ -744,20 +803,16 @@ class ConvNetClassifier(NeuralNetClassifier):
                 f"lower {' or '.join(knobs)}. {str(err).splitlines()[0] if str(err) else ''}".rstrip()
             ) from err
 
-    def _checkpoint_path(self):
-        return Path(self.checkpoint_dir) / _CHECKPOINT_NAME
-
     def _fingerprint(self, X, y_encoded):
         """Everything that determines the trained network, as JSON-normalised data."""
         return run_fingerprint(self.get_params(deep=False), X, y_encoded, self._label_encoder.classes_,
                                resolve_device(self.__dict__.get("device", "auto")),
                                format_version=CHECKPOINT_FORMAT_VERSION)
 
-    def _read_checkpoint(self, path, fingerprint):
-        """The checkpoint at ``path`` when it belongs to this fit; None when there is none."""
-        return read_checkpoint(
-            path, kind=_CHECKPOINT_KIND, owner=type(self).__name__, format_version=CHECKPOINT_FORMAT_VERSION,
-            expected=_CHECKPOINT_KEYS, fingerprint=fingerprint, checkpoint_dir=self.checkpoint_dir,
+    def _read_checkpoint(self, files):
+        """This run's checkpoint (``files``: its locked :class:`RunCheckpoint`); None when there is none."""
+        return files.read(
+            kind=_CHECKPOINT_KIND, format_version=CHECKPOINT_FORMAT_VERSION, expected=_CHECKPOINT_KEYS,
             check=lambda state: [] if 0 <= state["epoch"] <= self.max_epochs else ["epoch"])
 
     def _save_checkpoint(self, path, fingerprint):
@@ -847,29 +902,37 @@ class ConvNetClassifier(NeuralNetClassifier):
                 f"torch Dataset ({type(X).__name__}): pass arrays X, y, or set checkpoint_dir=None.")
         X, y_encoded = self._prepare_fit(X, y, reset=not keep)
         run = None
-        if self.checkpoint_dir is not None and not keep:
-            path = self._checkpoint_path()
-            remove_stale_temporaries(path)
-            fingerprint = self._fingerprint(X, y_encoded)
-            run = _CheckpointRun(path, fingerprint, self._read_checkpoint(path, fingerprint))
-        with self._out_of_memory_advice("fit"):
-            if not keep:
-                with self._sizing_by_data():
-                    self.initialize()
-            try:
-                self._checkpoint_run = run
-                if run is not None and run.state is not None:
-                    self._restore_training_state(run.state)
-                NeuralNetClassifier.partial_fit(self, X, y_encoded, **fit_params)
-            finally:
-                self._checkpoint_run = None
-        self._check_converged()
+        with contextlib.ExitStack() as held:  # the run's checkpoint lock, held until training ends
+            if self.checkpoint_dir is not None and not keep:
+                # this run's own file and lock (a live fit of the same run is refused); its dead fits'
+                # temporary files are removed
+                files = held.enter_context(RunCheckpoint(self.checkpoint_dir, _CHECKPOINT_NAME,
+                                                         self._fingerprint(X, y_encoded),
+                                                         owner=type(self).__name__))
+                run = _CheckpointRun(files, self._read_checkpoint(files))
+            with self._out_of_memory_advice("fit"):
+                if not keep:
+                    with self._sizing_by_data():
+                        self.initialize()
+                try:
+                    self._checkpoint_run = run
+                    if run is not None and run.state is not None:
+                        self._restore_training_state(run.state)
+                    NeuralNetClassifier.partial_fit(self, X, y_encoded, **fit_params)
+                finally:
+                    self._checkpoint_run = None
+        self._check_converged(X)
         return self
 
-    def _check_converged(self):
-        """Refuse a diverged fit: its NaN weights would give NaN probabilities without a word."""
+    def _check_converged(self, X=None):
+        """Refuse a diverged fit: its NaN weights would give NaN probabilities without a word.
+
+        Inputs far beyond a normalised scale are named first: they, not ``lr``, are then the cause.
+        """
         losses = self.history[:, "train_loss"] if len(self.history) else []
         if len(losses) and not np.isfinite(losses[-1]):
+            if isinstance(X, np.ndarray):
+                check_input_scale(X, owner=type(self).__name__)
             raise ValueError(
                 f"Training diverged: the training loss of the last epoch is {losses[-1]} with lr={self.lr!r}. "
                 "Lower lr (or mixup_alpha / focal_gamma if set), then fit again.")
@@ -925,7 +988,8 @@ class ConvNetClassifier(NeuralNetClassifier):
         else:
             # after initialize() without data, the first data sets what the parameters did not
             X, y = self._validate_inputs(X, y, reset="input_shape_" not in self.__dict__)
-            check_classification_targets(y)
+            with naming_the_input(None, y, culprit="y"):
+                check_classification_targets(y)
             y_encoded = self._encode_more_targets(y)
         self.classes_inferred_ = self._label_encoder.classes_
         return X, y_encoded
@@ -968,7 +1032,8 @@ class ConvNetClassifier(NeuralNetClassifier):
         y = None if self.classes is not None and len(self.classes) else self._dataset_targets(dataset)
         if y is not None:
             check_label_types(y)
-            check_classification_targets(y)
+            with naming_the_input(None, y, culprit="y"):
+                check_classification_targets(y)
         if reset:
             self._rng = check_generator(self.random_state)
             if y is None:  # classes given: the labels are checked as the items are read
@@ -1022,6 +1087,14 @@ class ConvNetClassifier(NeuralNetClassifier):
         logits : ndarray of shape (n_samples, n_classes), float32
             For two classes, scikit-learn's binary convention: the margin
             ``logit_1 - logit_0`` of shape (n_samples,), whose sigmoid is ``predict_proba[:, 1]``.
+
+        Raises
+        ------
+        ValueError
+            If the network's outputs are NaN or infinite for some row (finite inputs far
+            larger than the training data overflow float32 inside the network): the message
+            names the largest magnitude in X. ``predict_proba`` and ``predict`` refuse the
+            same inputs, so no NaN probability or argmax over NaN is ever returned.
         """
         check_is_fitted(self, "module_")
         if not is_dataset(X):
@@ -1041,11 +1114,24 @@ class ConvNetClassifier(NeuralNetClassifier):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes), float32
+
+        Raises
+        ------
+        ValueError
+            If the network's outputs (or the ``predict_nonlinearity`` of finite ones) are NaN
+            or infinite for some row; see :meth:`decision_function`.
         """
         check_is_fitted(self, "module_")
         if not is_dataset(X):
             X = self._validate_inputs(X, reset=False)
-        return super().predict_proba(X)
+        proba = super().predict_proba(X)  # forward_iter refuses non-finite logits
+        if proba.dtype.kind == "f" and not np.isfinite(proba).all():  # a custom predict_nonlinearity
+            rows = int((~np.isfinite(proba.reshape(len(proba), -1))).any(axis=1).sum())
+            raise ValueError(
+                f"predict_nonlinearity={self.predict_nonlinearity!r} turned the network's finite outputs "
+                f"into NaN or infinite probabilities in {rows} of {len(proba)} rows of X; use a "
+                "numerically stable one (e.g. torch.softmax, which subtracts the row maximum).")
+        return proba
 
     def predict(self, X):
         """Most probable class label for each sample.

@@ -82,7 +82,11 @@ def mask_elements(X, mask_ratio, *, random_state=None):
             )
         uniform = torch.rand(X.shape, generator=random_state, device=X.device)
         return X * (uniform >= mask_ratio).to(X.dtype)
-    X = np.asarray(X)
+    try:
+        X = np.asarray(X)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(f"X must be an array of numbers (a rectangular array), got {type(X).__name__}: "
+                         f"{exc}") from exc
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X must hold numbers (booleans, integers or floats), got dtype {X.dtype}.")
     if X.dtype.kind == "f" and not np.isfinite(X).all():
@@ -94,4 +98,4 @@ def mask_elements(X, mask_ratio, *, random_state=None):
         return X.copy()
     rng = check_generator(random_state)
     keep = rng.random(X.shape, dtype=np.float32) >= mask_ratio
-    return X * keep.astype(X.dtype, copy=False)
+    return np.asarray(X * keep.astype(X.dtype, copy=False))  # a 0-d X stays an array, not a scalar

@@ -7,13 +7,15 @@ Every metric takes ``(y_true, y_prob)`` in the style of
 ``y_prob`` in a binary problem is the probability of the second class.
 
 All binned metrics share one binning routine (:func:`_bin_stats`), so ECE, MCE,
-the over/under-confidence split and the reliability curve always agree.
+the over/under-confidence split and the reliability curve always agree. Each call
+validates its inputs once and reads ``y_prob`` once, in chunks of rows
+(:class:`_Summary`): no metric holds a float64 copy of the whole matrix.
 """
 
 from numbers import Integral
 
 import numpy as np
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
+from sklearn.metrics import brier_score_loss, log_loss
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
@@ -43,10 +45,14 @@ _RANGE_TOL = 1e-9
 # instead when that is larger: float16 softmax rows of 10 classes stray by ~5e-3.
 _SUM_TOL = 1e-4
 
+# Bins cost memory whether samples fill them or not (per class, for the class-wise error):
+# 2**24 of them is already far more than any sample can fill, and bounds the allocation.
+_MAX_BINS = 2**24
+
 _COMMON_CONSTRAINTS = {
     "y_true": ["array-like"],
     "y_prob": ["array-like"],
-    "n_bins": [Interval(Integral, 1, None, closed="left")],
+    "n_bins": [Interval(Integral, 1, _MAX_BINS, closed="both")],
     "labels": ["array-like", None],
 }
 _BINNED_CONSTRAINTS = {
@@ -55,16 +61,27 @@ _BINNED_CONSTRAINTS = {
 }
 
 
+# Entries of y_prob converted to float64 and checked at a time (2 MiB, whatever the number of
+# classes): the metrics never hold a float64 copy of the whole matrix (a 10-million-row report
+# would need 0.8 GB per copy), only per-row summaries (confidence, correctness) and per-bin sums.
+_CHUNK_ENTRIES = 1 << 18
+
+
 def _check_inputs(y_true, y_prob, labels):
-    """Validate ``(y_true, y_prob, labels)``; return column indices and probabilities.
+    """Validate shapes and labels of ``(y_true, y_prob, labels)``; copies nothing large.
+
+    The values of ``y_prob`` are checked, chunk by chunk, by :func:`_probability_chunks`.
 
     Returns
     -------
     y_idx : ndarray of shape (n_samples,)
         Column of ``y_prob`` that holds each sample's true class.
-    proba : ndarray of shape (n_samples, n_classes)
-        Float64 probabilities, clipped to [0, 1] and renormalised, so that float32
-        network outputs (rows off by ~1e-7) pass scikit-learn's stricter checks.
+    proba : ndarray of shape (n_samples, n_classes) or (n_samples,)
+        ``y_prob`` as a float array of its own float dtype (float16, 32 or 64; anything
+        else becomes float64), not yet checked for values; 1-D (or one column) is the
+        positive-class probability of a binary problem.
+    sum_tol : float
+        How far a row may sum from 1.
     """
     check_label_types(y_true, param="y_true")
     y_true = np.asarray(y_true)
@@ -72,17 +89,23 @@ def _check_inputs(y_true, y_prob, labels):
         raise ValueError(
             f"y_true must be a 1-D array of class labels, got shape {y_true.shape}."
         )
-    input_dtype = getattr(y_prob, "dtype", None)  # before the float64 cast (None: lists, DataFrames)
-    proba = check_array(
-        y_prob,
-        ensure_2d=False,
-        allow_nd=True,
-        dtype=np.float64,
-        ensure_all_finite=False,
-        ensure_min_samples=0,
-        input_name="y_prob",
-    )
-    if proba.ndim > 2:
+    input_dtype = getattr(y_prob, "dtype", None)  # before any cast (None: lists, DataFrames)
+    try:
+        proba = check_array(
+            y_prob,
+            ensure_2d=False,
+            allow_nd=True,
+            dtype=[np.float64, np.float32, np.float16],  # float input is kept, not copied
+            ensure_all_finite=False,
+            ensure_min_samples=0,
+            ensure_min_features=0,  # no columns: the column count check below says what is wrong
+            input_name="y_prob",
+        )
+    except (TypeError, ValueError) as exc:  # text, complex numbers, ragged lists: name the argument
+        if "y_prob" in str(exc):
+            raise
+        raise type(exc)(f"y_prob must be an array of probabilities: {exc}") from exc
+    if proba.ndim not in (1, 2):
         raise ValueError(
             "y_prob must be 1-D (binary, positive-class probability) or 2-D "
             f"(n_samples, n_classes), got shape {proba.shape}."
@@ -116,43 +139,152 @@ def _check_inputs(y_true, y_prob, labels):
         y_idx = column_of_rank[encoder.transform(y_true)]
 
     n_classes = len(classes)
-    if (proba.ndim == 1 or proba.shape[1] == 1) and n_classes == 2:
-        positive = proba.reshape(-1)
-        proba = np.column_stack([1.0 - positive, positive])
     n_columns = 1 if proba.ndim == 1 else proba.shape[1]
-    if n_columns != n_classes or n_classes < 2:
+    if not (n_columns == n_classes or (n_columns == 1 and n_classes == 2)) or n_classes < 2:
         raise ValueError(
             f"y_prob has {n_columns} column(s) but there are {n_classes} class(es) "
             f"{classes.tolist()}; y_prob needs one column per class (at least 2). "
             "Pass labels= to name the classes the columns of y_prob correspond to."
         )
-
-    if not np.isfinite(proba).all():
-        row = int(np.flatnonzero(~np.isfinite(proba).all(axis=1))[0])
-        raise ValueError(
-            f"y_prob must contain only finite probabilities, got {proba[row]} "
-            f"(NaN or inf) in row {row}."
-        )
-    if proba.min() < -_RANGE_TOL or proba.max() > 1 + _RANGE_TOL:
-        raise ValueError(
-            "y_prob must contain probabilities in [0, 1], got values in "
-            f"[{proba.min():g}, {proba.max():g}]."
-        )
-    row_sums = proba.sum(axis=1)
     sum_tol = _SUM_TOL
     if input_dtype is not None and np.dtype(input_dtype).kind == "f":
         sum_tol = max(_SUM_TOL, 2 * n_classes * float(np.finfo(input_dtype).eps))
-    bad = np.abs(row_sums - 1.0) > sum_tol
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"y_prob rows must sum to 1 (tolerance {sum_tol:g}), but row {row} "
-            f"sums to {float(row_sums[row])!r}."
-        )
-    proba = np.clip(proba, 0.0, 1.0)
-    if np.abs(row_sums - 1.0).max() > 1e-12:  # float32 rows; exact ones stay bit-identical
-        proba = proba / proba.sum(axis=1, keepdims=True)
-    return y_idx, proba
+    return np.asarray(y_idx, dtype=np.intp), proba, sum_tol
+
+
+def _probability_chunks(proba, sum_tol):
+    """Check the values of ``proba`` and yield ``(start, stop, rows)``, chunk by chunk.
+
+    ``rows`` is a fresh float64 array of shape (stop - start, n_classes): the
+    probabilities clipped to [0, 1] and renormalised, so that float32 network outputs
+    (rows off by ~1e-7) give the metrics of their renormalised rows. The caller may
+    change it in place.
+
+    Raises
+    ------
+    ValueError
+        Naming ``y_prob`` and the first offending row, for NaN or infinite entries,
+        entries outside [0, 1], or rows that do not sum to 1 within ``sum_tol``.
+    """
+    n = proba.shape[0]
+    chunk_rows = max(1, _CHUNK_ENTRIES // max(proba.size // max(n, 1), 2))
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        rows = np.asarray(proba[start:stop], dtype=np.float64)
+        if rows.ndim == 1 or rows.shape[1] == 1:  # binary: the positive-class probability
+            positive = rows.reshape(-1)
+            rows = np.column_stack([1.0 - positive, positive])
+        finite = np.isfinite(rows)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite.all(axis=1))[0])
+            raise ValueError(
+                f"y_prob must contain only finite probabilities, got {rows[row]} "
+                f"(NaN or inf) in row {start + row}."
+            )
+        low, high = rows.min(), rows.max()
+        if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
+            raise ValueError(
+                "y_prob must contain probabilities in [0, 1], got values in "
+                f"[{low:g}, {high:g}] (rows {start} to {stop - 1})."
+            )
+        row_sums = rows.sum(axis=1)
+        bad = np.abs(row_sums - 1.0) > sum_tol
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"y_prob rows must sum to 1 (tolerance {sum_tol:g}), but row {start + row} "
+                f"sums to {float(row_sums[row])!r}."
+            )
+        rows = np.clip(rows, 0.0, 1.0)  # a new array: the caller's y_prob is never written
+        if np.abs(row_sums - 1.0).max() > 1e-12:  # float32 rows; exact ones stay bit-identical
+            rows /= rows.sum(axis=1, keepdims=True)
+        yield start, stop, rows
+
+
+class _Summary:
+    """What the metrics need of ``(y_true, y_prob)``, gathered in one pass over ``y_prob``.
+
+    Attributes
+    ----------
+    n_samples, n_classes : int
+    y_idx : ndarray of shape (n_samples,)
+        Column of each sample's true class.
+    confidence : ndarray of shape (n_samples,)
+        Top-label probability (float64).
+    correct : ndarray of shape (n_samples,), bool
+        Whether the top label is the true class (ties: the first column, as argmax).
+    classwise : tuple of three ndarrays of shape (n_classes, n_bins), or None
+        Per class and equal-width bin of ``p_k``: count, number of samples of class k,
+        sum of ``p_k``.
+    nll, brier : float or None
+        Sums over samples of ``-log(clip(p_true, eps, 1 - eps))`` (as
+        :func:`sklearn.metrics.log_loss`) and ``sum_k (p_k - 1[y = k])^2``.
+    """
+
+    def __init__(self, y_true, y_prob, labels, *, classwise_bins=None, proper_scores=False):
+        y_idx, proba, sum_tol = _check_inputs(y_true, y_prob, labels)
+        n = len(y_idx)
+        n_classes = 2 if proba.ndim == 1 else max(proba.shape[1], 2)
+        self.n_samples, self.n_classes, self.y_idx = n, n_classes, y_idx
+        self.confidence = np.empty(n)
+        self.correct = np.empty(n, dtype=bool)
+        self.classwise = None
+        if classwise_bins is not None:
+            size = n_classes * _check_n_bins(classwise_bins)
+            counts, hits, sums = np.zeros(size, dtype=np.intp), np.zeros(size), np.zeros(size)
+            edges = np.linspace(0.0, 1.0, classwise_bins + 1)
+            column_offset = np.arange(n_classes) * classwise_bins
+        self.nll = self.brier = None
+        nll = brier = 0.0
+        eps = np.finfo(np.float64).eps
+        for start, stop, rows in _probability_chunks(proba, sum_tol):
+            y = y_idx[start:stop]
+            index = np.arange(stop - start)
+            self.confidence[start:stop] = rows.max(axis=1)
+            np.equal(rows.argmax(axis=1), y, out=self.correct[start:stop])
+            if classwise_bins is not None:
+                flat = _uniform_bin_ids(rows, edges)
+                flat += column_offset
+                counts += np.bincount(flat.ravel(), minlength=size)
+                sums += np.bincount(flat.ravel(), weights=rows.ravel(), minlength=size)
+                hits += np.bincount(flat[index, y], minlength=size)
+            if proper_scores:
+                true_proba = rows[index, y]
+                nll -= np.log(np.clip(true_proba, eps, 1 - eps)).sum()
+                rows[index, y] -= 1.0
+                brier += np.einsum("ij,ij->", rows, rows)
+        if classwise_bins is not None:
+            shape = (n_classes, classwise_bins)
+            self.classwise = counts.reshape(shape), hits.reshape(shape), sums.reshape(shape)
+        if proper_scores:
+            self.nll, self.brier = float(nll), float(brier)
+
+    def top_label_bins(self, n_bins, strategy):
+        """:func:`_bin_stats` of top-label confidence against top-1 correctness."""
+        return _bin_stats(self.confidence, self.correct, _check_n_bins(n_bins), strategy)
+
+    def classwise_error(self):
+        """Class-wise ECE from the per-class equal-width bins."""
+        counts, hits, sums = self.classwise
+        nonempty = counts > 0
+        freq = np.divide(hits, counts, out=np.zeros(counts.shape), where=nonempty)
+        mean_p = np.divide(sums, counts, out=np.zeros(counts.shape), where=nonempty)
+        weights, gaps = _weighted_gaps(counts, freq, mean_p)
+        return float(np.mean(np.sum(weights * np.abs(gaps), axis=1)))
+
+
+def _check_n_bins(n_bins):
+    """``n_bins`` as an int; refuses a bool, which ``validate_params`` takes for an integer."""
+    if isinstance(n_bins, (bool, np.bool_)):
+        raise TypeError(f"n_bins must be an int in [1, {_MAX_BINS}], got {n_bins!r}.")
+    return int(n_bins)
+
+
+def _uniform_bin_ids(values, edges):
+    """Equal-width bin of each value: left-closed ``[lo, hi)``, with 1.0 in the last bin."""
+    bin_ids = np.searchsorted(edges, values, side="right")
+    bin_ids -= 1
+    return np.clip(bin_ids, 0, len(edges) - 2, out=bin_ids)
 
 
 def _bin_stats(values, targets, n_bins, strategy):
@@ -163,7 +295,7 @@ def _bin_stats(values, targets, n_bins, strategy):
     values : ndarray of shape (n_samples,)
         Predicted probabilities (top-label confidence or one class' probability).
     targets : ndarray of shape (n_samples,)
-        Matching 0/1 outcomes (top-1 correct, or true class is that class).
+        Matching 0/1 outcomes (top-1 correct, or true class is that class), bool or float.
     n_bins : int
         Number of bins.
     strategy : {"uniform", "quantile"}
@@ -181,18 +313,25 @@ def _bin_stats(values, targets, n_bins, strategy):
         edges = np.linspace(0.0, 1.0, n_bins + 1)
         # Left-closed bins [lo, hi), as torch.bucketize(right=True) - 1 in
         # torchmetrics; 1.0 is clipped into the last bin, [lo, 1].
-        bin_ids = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
+        bin_ids = _uniform_bin_ids(values, edges)
     else:
         # Ties in `values` are broken by target so that the groups, hence the
         # metric, depend on the multiset of samples and not on their order.
         order = np.lexsort((targets, values))
         bin_ids = np.empty(n, dtype=np.intp)
-        bin_ids[order] = np.arange(n) * n_bins // n
+        ranks = np.arange(n, dtype=np.intp)  # in place: no n-sized temporaries
+        ranks *= n_bins
+        ranks //= n
+        bin_ids[order] = ranks
+        del ranks
         # Group b starts at sorted position ceil(b * n / n_bins); put each inner
-        # edge halfway between neighbouring groups so the bins tile [0, 1].
+        # edge halfway between neighbouring groups (1 past the last value) so the
+        # bins tile [0, 1].
         starts = -(-np.arange(1, n_bins) * n // n_bins)
-        padded = np.append(values[order], 1.0)
-        edges = np.concatenate([[0.0], (padded[starts - 1] + padded[starts]) / 2, [1.0]])
+        lower = values[order[starts - 1]]
+        upper = np.where(starts < n, values[order[np.minimum(starts, n - 1)]], 1.0)
+        edges = np.concatenate([[0.0], (lower + upper) / 2, [1.0]])
+        del order
 
     counts = np.bincount(bin_ids, minlength=n_bins)
     nonempty = counts > 0
@@ -206,15 +345,32 @@ def _bin_stats(values, targets, n_bins, strategy):
 
 def _top_label_bins(y_true, y_prob, n_bins, strategy, labels):
     """Validate inputs and bin top-label confidence against top-1 correctness."""
-    y_idx, proba = _check_inputs(y_true, y_prob, labels)
-    confidence = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == y_idx).astype(np.float64)
-    return _bin_stats(confidence, correct, n_bins, strategy)
+    return _Summary(y_true, y_prob, labels).top_label_bins(n_bins, strategy)
 
 
 def _weighted_gaps(counts, mean_target, mean_value):
-    """Bin weights n_b / N and signed gaps acc_b - conf_b."""
-    return counts / counts.sum(), mean_target - mean_value
+    """Bin weights n_b / N and signed gaps acc_b - conf_b (per row, for per-class bins)."""
+    return counts / counts.sum(axis=-1, keepdims=True), mean_target - mean_value
+
+
+# The top-label metrics from their bins: the public functions and calibration_report share them.
+def _ece_from_bins(counts, acc, conf):
+    weights, gaps = _weighted_gaps(counts, acc, conf)
+    return float(np.sum(weights * np.abs(gaps)))
+
+
+def _mce_from_bins(counts, acc, conf):
+    return float(np.max(np.abs(acc - conf)[counts > 0]))
+
+
+def _overconfidence_from_bins(counts, acc, conf):
+    weights, gaps = _weighted_gaps(counts, acc, conf)
+    return float(np.sum(weights * np.maximum(-gaps, 0.0)))
+
+
+def _underconfidence_from_bins(counts, acc, conf):
+    weights, gaps = _weighted_gaps(counts, acc, conf)
+    return float(np.sum(weights * np.maximum(gaps, 0.0)))
 
 
 @validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
@@ -259,8 +415,7 @@ def expected_calibration_error(y_true, y_prob, *, n_bins=15, strategy="uniform",
     0.15
     """
     counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
-    weights, gaps = _weighted_gaps(counts, acc, conf)
-    return float(np.sum(weights * np.abs(gaps)))
+    return _ece_from_bins(counts, acc, conf)
 
 
 @validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
@@ -297,7 +452,7 @@ def maximum_calibration_error(y_true, y_prob, *, n_bins=15, strategy="uniform", 
     0.2
     """
     counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
-    return float(np.max(np.abs(acc - conf)[counts > 0]))
+    return _mce_from_bins(counts, acc, conf)
 
 
 @validate_params(_COMMON_CONSTRAINTS, prefer_skip_nested_validation=True)
@@ -376,14 +531,7 @@ def classwise_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
     >>> round(classwise_calibration_error(y_true, y_prob, n_bins=5), 4)
     0.15
     """
-    y_idx, proba = _check_inputs(y_true, y_prob, labels)
-    per_class = []
-    for k in range(proba.shape[1]):
-        is_k = (y_idx == k).astype(np.float64)
-        counts, freq, mean_p, _ = _bin_stats(proba[:, k], is_k, n_bins, "uniform")
-        weights, gaps = _weighted_gaps(counts, freq, mean_p)
-        per_class.append(np.sum(weights * np.abs(gaps)))
-    return float(np.mean(per_class))
+    return _Summary(y_true, y_prob, labels, classwise_bins=n_bins).classwise_error()
 
 
 @validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
@@ -421,8 +569,7 @@ def overconfidence_error(y_true, y_prob, *, n_bins=15, strategy="uniform", label
     0.1
     """
     counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
-    weights, gaps = _weighted_gaps(counts, acc, conf)
-    return float(np.sum(weights * np.maximum(-gaps, 0.0)))
+    return _overconfidence_from_bins(counts, acc, conf)
 
 
 @validate_params(_BINNED_CONSTRAINTS, prefer_skip_nested_validation=True)
@@ -459,8 +606,7 @@ def underconfidence_error(y_true, y_prob, *, n_bins=15, strategy="uniform", labe
     0.05
     """
     counts, acc, conf, _ = _top_label_bins(y_true, y_prob, n_bins, strategy, labels)
-    weights, gaps = _weighted_gaps(counts, acc, conf)
-    return float(np.sum(weights * np.maximum(gaps, 0.0)))
+    return _underconfidence_from_bins(counts, acc, conf)
 
 
 def _top_label_curve(y_true, y_prob, n_bins, strategy, labels):
@@ -544,6 +690,16 @@ def calibration_report(y_true, y_prob, *, n_bins=15, labels=None):
         ``mean_confidence`` and ``confidence_minus_accuracy`` (positive when
         over-confident on average).
 
+    Notes
+    -----
+    The inputs are validated once and ``y_prob`` is read once, in chunks of rows, so
+    the report costs about what one metric does: beside ``y_prob`` it holds a few
+    arrays of ``n_samples`` numbers (true column, confidence, correctness, the sort
+    of the equal-mass bins), about 1x the size of a float32 ``y_prob`` of 10 classes,
+    never a float64 copy of it. The values equal those of the individual metrics;
+    ``nll`` and ``brier`` equal scikit-learn's to rounding.
+    ``benchmarks/bench_metrics.py`` measures time and peak memory.
+
     Examples
     --------
     >>> from ddcal_sklearn.metrics import calibration_report
@@ -553,27 +709,24 @@ def calibration_report(y_true, y_prob, *, n_bins=15, labels=None):
     >>> report["accuracy"], round(report["ece"], 4), round(report["brier"], 4)
     (0.75, 0.15, 0.255)
     """
-    y_idx, proba = _check_inputs(y_true, y_prob, labels)
-    # Re-pass the validated arrays with column indices as labels, so classes
-    # absent from y_true keep their columns.
-    columns = np.arange(proba.shape[1])
-    binned = {"y_true": y_idx, "y_prob": proba, "n_bins": n_bins, "labels": columns}
-    accuracy = accuracy_score(y_idx, proba.argmax(axis=1))
-    mean_confidence = float(proba.max(axis=1).mean())
+    # One validation and one pass over y_prob, in chunks of rows: the report's memory is
+    # a few arrays of n_samples floats beside y_prob, never a float64 copy of it.
+    summary = _Summary(y_true, y_prob, labels, classwise_bins=n_bins, proper_scores=True)
+    uniform = summary.top_label_bins(n_bins, "uniform")[:3]
+    accuracy = float(summary.correct.mean())
+    mean_confidence = float(summary.confidence.mean())
     return {
-        "accuracy": float(accuracy),
-        "ece": expected_calibration_error(**binned),
-        "mce": maximum_calibration_error(**binned),
-        "adaptive_ece": adaptive_calibration_error(**binned),
-        "classwise_ece": classwise_calibration_error(**binned),
-        "overconfidence": overconfidence_error(**binned),
-        "underconfidence": underconfidence_error(**binned),
-        "nll": float(log_loss(y_idx, proba, labels=columns)),
-        "brier": float(
-            brier_score_loss(y_idx, proba, labels=columns, scale_by_half=False)
-        ),
+        "accuracy": accuracy,
+        "ece": _ece_from_bins(*uniform),
+        "mce": _mce_from_bins(*uniform),
+        "adaptive_ece": _ece_from_bins(*summary.top_label_bins(n_bins, "quantile")[:3]),
+        "classwise_ece": summary.classwise_error(),
+        "overconfidence": _overconfidence_from_bins(*uniform),
+        "underconfidence": _underconfidence_from_bins(*uniform),
+        "nll": summary.nll / summary.n_samples,
+        "brier": summary.brier / summary.n_samples,
         "mean_confidence": mean_confidence,
-        "confidence_minus_accuracy": mean_confidence - float(accuracy),
+        "confidence_minus_accuracy": mean_confidence - accuracy,
     }
 
 

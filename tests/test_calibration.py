@@ -164,3 +164,31 @@ def test_unfitted_use_and_unknown_labels_are_rejected(small_subset_net):
         MaskedTemperatureCalibrator(FrozenEstimator(net)).fit(X_cal, y_cal + 100)
     with pytest.raises(ValueError, match="only one class"):
         MaskedTemperatureCalibrator(cv=2).fit(X_cal.reshape(len(X_cal), -1), np.zeros_like(y_cal))
+
+
+def test_inputs_far_beyond_the_calibration_data_give_probabilities_never_nan():
+    # Found by tests/test_fuzz.py: finite logits of 1e306 divided by a temperature below 1
+    # overflowed to inf, and softmax gave NaN; decision_function returned inf.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    y = (X[:, 0] > 0).astype(int)  # separable: the fitted temperature is about 0.01
+    estimator = LogisticRegression().fit(X, y)
+    mts = MaskedTemperatureCalibrator(FrozenEstimator(estimator), mask_ratio=0.0).fit(X, y)
+    X_far = np.full((2, 3), 1e306)
+    margin = estimator.decision_function(X_far)
+    assert np.isfinite(margin).all() and mts.temperatures_[0] < 0.02  # 2 * margin / T overflows float64
+    np.testing.assert_array_equal(mts.predict_proba(X_far), [[0.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(mts.predict(X_far), estimator.predict(X_far))
+    with pytest.raises(ValueError, match=r"calibrated logits .* of X overflow float64"):
+        mts.decision_function(X_far)
+    # three classes, and inputs on the usual scale: the softmax of logits / T as before
+    y3 = np.where(X[:, 1] > 1, 2, y)
+    estimator3 = LogisticRegression().fit(X, y3)
+    mts3 = MaskedTemperatureCalibrator(FrozenEstimator(estimator3), mask_ratio=0.0).fit(X, y3)
+    assert np.isfinite(mts3.predict_proba(X_far)).all()
+    for calibrator, logits in ((mts, np.column_stack([-estimator.decision_function(X[:5]),
+                                                      estimator.decision_function(X[:5])])),
+                               (mts3, estimator3.decision_function(X[:5]))):
+        expected = np.exp(logits / calibrator.temperatures_[0])
+        np.testing.assert_allclose(calibrator.predict_proba(X[:5]), expected / expected.sum(1, keepdims=True),
+                                   rtol=1e-12)

@@ -1,4 +1,8 @@
-"""Checkpointing and resuming DatasetDistiller.fit (ddcal_sklearn/utils/_checkpoint.py, distillation/_distiller.py)."""
+"""Checkpointing and resuming DatasetDistiller.fit (ddcal_sklearn/utils/_checkpoint.py, distillation/_distiller.py).
+
+Each run has its own file, ``distiller-<digest of its fingerprint>.pt``, and an advisory lock for
+the whole fit, so runs (grid-search candidates, parallel processes) can share one checkpoint_dir.
+"""
 
 import os
 import signal
@@ -19,7 +23,7 @@ from ddcal_sklearn.distillation._distiller import (
     CHECKPOINT_FORMAT_VERSION,
     CHECKPOINT_NAME,
 )
-from ddcal_sklearn.utils import read_checkpoint, resolve_device, run_fingerprint
+from ddcal_sklearn.utils import RunCheckpoint, read_checkpoint, resolve_device, run_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 300  # digits images per fit: 10 classes, cheap on 2 cores
@@ -39,6 +43,22 @@ METHODS = {
 def digits_small(digits_images):
     X, y = digits_images
     return X[:N_TRAIN], y[:N_TRAIN]
+
+
+def _run_file(directory):
+    """The one run checkpoint in ``directory``: ``distiller-<16 hex digits>.pt``."""
+    files = sorted(Path(directory).glob("distiller-*.pt"))
+    assert len(files) == 1 and len(files[0].stem) == len("distiller-") + 16, files
+    return files[0]
+
+
+def _run_files(params, X, y):
+    """The RunCheckpoint (file names, lock) of ``DatasetDistiller(**params).fit(X, y)``."""
+    distiller = DatasetDistiller(**params)
+    classes, y_index = np.unique(y, return_inverse=True)
+    fingerprint = run_fingerprint(distiller.get_params(deep=False), X, y_index, classes,
+                                  resolve_device(distiller.device), format_version=CHECKPOINT_FORMAT_VERSION)
+    return RunCheckpoint(params["checkpoint_dir"], CHECKPOINT_NAME, fingerprint, owner="DatasetDistiller")
 
 
 def _interrupt_at(monkeypatch, iteration):
@@ -79,7 +99,7 @@ def test_resumed_fit_equals_the_uninterrupted_fit(method, digits_small, tmp_path
     with pytest.raises(KeyboardInterrupt):
         DatasetDistiller(**checkpointed).fit(X, y)
     restore()
-    saved = torch.load(tmp_path / "run" / CHECKPOINT_NAME, weights_only=True)
+    saved = torch.load(_run_file(tmp_path / "run"), weights_only=True)
     assert saved["iteration"] == 4 and saved["loss_curve"].shape == (4,)
 
     resumed = DatasetDistiller(**checkpointed).fit(X, y)
@@ -124,10 +144,9 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(digits_small, tmp_path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    checkpoint = tmp_path / "run" / CHECKPOINT_NAME
     try:
         deadline = time.monotonic() + 120
-        while not checkpoint.exists():
+        while not list((tmp_path / "run").glob("distiller-*.pt")):
             if process.poll() is not None:
                 pytest.fail(f"the fit ended before its first checkpoint: {process.stderr.read().decode()}")
             if time.monotonic() > deadline:
@@ -147,6 +166,115 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(digits_small, tmp_path
     assert not list((tmp_path / "run").glob("*.tmp"))  # a write cut short by the kill is cleaned up
 
 
+_SHARING_SCRIPT = """
+import os, sys, time
+import numpy as np
+import torch
+torch.set_num_threads(1)  # as in the test process: the thread count changes float summation order
+from ddcal_sklearn import DatasetDistiller, load_digits_images
+from ddcal_sklearn.distillation._dm import _DistributionMatchingRun
+
+delay, gate, gate_at, steps = {delay!r}, {gate!r}, {gate_at!r}, []
+
+def after_step(self, X_syn):  # changes no number: sleeps, or waits alive at a gate that the test opens
+    steps.append(1)
+    time.sleep(delay)
+    if len(steps) == gate_at:
+        open(gate + ".reached", "w").close()
+        while os.path.exists(gate):
+            time.sleep(0.01)
+
+_DistributionMatchingRun.after_step = after_step
+X, y = load_digits_images(return_X_y=True)
+fitted = DatasetDistiller(**{params!r}).fit(X[:{n}], y[:{n}])
+np.savez({out!r}, X=fitted.X_synthetic_, loss=fitted.loss_curve_, start=fitted.start_iteration_)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_resumes_its_run(
+        digits_small, tmp_path):
+    """B (another process, other parameters) is alive in the folder while A (a third process) is killed
+    and A' (this process, A's parameters) resumes it; then B ends. Nothing crashes, no file is
+    overwritten or removed under a live run, and both runs end bit-identical to uninterrupted ones (CPU)."""
+    X, y = digits_small
+    run_dir = tmp_path / "run"
+    same = dict(TINY, n_iterations=24, device="cpu", checkpoint_dir=str(run_dir), checkpoint_every=4)
+    other = dict(same, lr_images=0.5)
+    gate = tmp_path / "gate"
+    gate.touch()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    processes = []
+
+    def start(params, name, delay=0.0, gate_at=None):
+        script = textwrap.dedent(_SHARING_SCRIPT.format(params=params, n=N_TRAIN, delay=delay, gate=str(gate),
+                                                        gate_at=gate_at, out=str(tmp_path / f"{name}.npz")))
+        processes.append(subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        return processes[-1]
+
+    def wait_for(condition, process, what):
+        deadline = time.monotonic() + 120
+        while not condition():
+            if process.poll() is not None:
+                pytest.fail(f"the fit ended (exit status {process.returncode}) before {what}: "
+                            f"{process.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within 120 s")
+            time.sleep(0.01)
+
+    def finish(process):
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+
+    def checkpoints():
+        return sorted(run_dir.glob("distiller-*.pt"))
+
+    a_file, b_file = _run_files(same, X, y).path, _run_files(other, X, y).path
+    try:
+        b = start(other, "b", gate_at=10)  # checkpoints at 4 and 8, then waits, alive, holding its run
+        a = start(same, "a", delay=0.1)  # at the same time; slowed so that the kill lands mid-run
+        wait_for(a_file.exists, a, "A's first checkpoint")
+        os.kill(a.pid, signal.SIGKILL)
+        a.communicate()
+        assert a.returncode == -signal.SIGKILL
+        wait_for(lambda: Path(f"{gate}.reached").exists(), b, "B's gate")
+        assert checkpoints() == sorted([a_file, b_file])
+
+        dead_tmp = run_dir / f"{a_file.name}.dead.tmp"  # a write of A cut short by the kill
+        dead_tmp.write_bytes(b"PK\x03\x04 half")
+        live_tmp = run_dir / f"{b_file.name}.live.tmp"  # a write of B under way
+        live_tmp.write_bytes(b"PK\x03\x04 half")
+        # B is alive: a second fit of its run, from this process, is refused before touching anything
+        with pytest.raises(ValueError, match=r"is in use by a live DatasetDistiller fit of this very run"):
+            DatasetDistiller(**other).fit(X, y)
+        resumed = DatasetDistiller(**same).fit(X, y)  # A' (this process) resumes A's run beside the live B
+        assert not dead_tmp.exists() and live_tmp.exists() and b.poll() is None
+        gate.unlink()
+        finish(b)
+    finally:
+        for process in processes:
+            process.kill()
+            process.communicate()
+
+    references = {name: DatasetDistiller(**{**params, "checkpoint_dir": None}).fit(X, y)
+                  for name, params in (("same", same), ("other", other))}
+    assert 4 <= resumed.start_iteration_ < 24 and resumed.start_iteration_ % 4 == 0
+    np.testing.assert_array_equal(resumed.X_synthetic_, references["same"].X_synthetic_)
+    np.testing.assert_array_equal(resumed.loss_curve_, references["same"].loss_curve_)
+    with np.load(tmp_path / "b.npz") as b_result:
+        assert int(b_result["start"]) == 0  # B never saw A's files, nor A' B's
+        np.testing.assert_array_equal(b_result["X"], references["other"].X_synthetic_)
+        np.testing.assert_array_equal(b_result["loss"], references["other"].loss_curve_)
+    assert checkpoints() == sorted([a_file, b_file])  # one file per run, none overwritten
+    for name, params in (("same", same), ("other", other)):  # each run is finished, in its own file
+        again = DatasetDistiller(**params).fit(X, y)
+        assert again.start_iteration_ == 24
+        np.testing.assert_array_equal(again.X_synthetic_, references[name].X_synthetic_)
+    assert not list(run_dir.glob("*.tmp"))  # B's run is dead now: its next fit removed its temporary
+
+
 @pytest.mark.parametrize("failure", ["during the write", "at the rename"])
 def test_an_interrupted_write_leaves_the_previous_checkpoint_loadable(failure, digits_small, tmp_path,
                                                                      monkeypatch):
@@ -163,7 +291,7 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint_loadable(failure, d
         return real_save(obj, file, *args, **kwargs)
 
     def failing_replace(src, dst):
-        if Path(dst).name == CHECKPOINT_NAME:
+        if Path(dst).name.startswith("distiller-"):
             writes.append(1)
             if len(writes) == 2:
                 raise OSError("simulated crash between the write and the rename")
@@ -177,50 +305,131 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint_loadable(failure, d
         DatasetDistiller(**params).fit(X, y)
     monkeypatch.undo()
 
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CHECKPOINT_NAME]  # no temporary left
-    assert torch.load(tmp_path / "run" / CHECKPOINT_NAME, weights_only=True)["iteration"] == 3
-    # a temporary file left by a SIGKILL mid-write is ignored, then removed
-    (tmp_path / "run" / f"{CHECKPOINT_NAME}.x1y2.tmp").write_bytes(b"PK\x03\x04 truncated")
+    path = _run_file(tmp_path / "run")
+    files = sorted([path.name, path.with_suffix(".lock").name])  # the checkpoint and the run's lock file
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == files  # no temporary left
+    assert torch.load(path, weights_only=True)["iteration"] == 3
+    # a temporary file left by a SIGKILL mid-write is ignored, then removed (under the run's lock)
+    (tmp_path / "run" / f"{path.name}.x1y2.tmp").write_bytes(b"PK\x03\x04 truncated")
     resumed = DatasetDistiller(**params).fit(X, y)
     assert resumed.start_iteration_ == 3
     np.testing.assert_array_equal(resumed.X_synthetic_, DatasetDistiller(**TINY).fit(X, y).X_synthetic_)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CHECKPOINT_NAME]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == files
 
 
 @pytest.fixture
 def finished_run(digits_small, tmp_path):
     params = {**TINY, "n_iterations": 2, "checkpoint_dir": tmp_path / "run", "checkpoint_every": 1}
     DatasetDistiller(**params).fit(*digits_small)
-    return params, tmp_path / "run" / CHECKPOINT_NAME
+    return params, _run_file(tmp_path / "run")
 
 
-def test_a_checkpoint_of_another_run_is_refused_and_kept(finished_run, digits_small):
+def test_a_grid_search_sequence_resumes_each_run_from_its_own_checkpoint(digits_small, tmp_path):
+    """What GridSearchCV does with one checkpoint_dir: candidate A, then others (other parameters,
+    another fold's data), then A again: nothing is refused, and each finds its own checkpoint."""
+    X, y = digits_small
+    a = {**TINY, "n_iterations": 4, "checkpoint_dir": tmp_path / "run"}
+    runs = {
+        "A": (a, X, y),
+        "lr_images": ({**a, "lr_images": 0.5}, X, y),
+        "method knob": ({**a, "method": GradientMatching(outer_loop=2, inner_loop=1), "lr_images": 0.1}, X, y),
+        "data": (a, X[::-1].copy(), y[::-1].copy()),
+    }
+    first = {name: DatasetDistiller(**params).fit(X_, y_) for name, (params, X_, y_) in runs.items()}
+    assert all(d.start_iteration_ == 0 for d in first.values())
+    checkpoints = sorted((tmp_path / "run").glob("distiller-*.pt"))
+    assert len(checkpoints) == len(runs)  # one file per run: none overwrote another
+    contents = {path: path.read_bytes() for path in checkpoints}
+    for name, (params, X_, y_) in runs.items():
+        again = DatasetDistiller(**params).fit(X_, y_)
+        assert again.start_iteration_ == 4, name  # read back, nothing recomputed
+        np.testing.assert_array_equal(again.X_synthetic_, first[name].X_synthetic_)
+        np.testing.assert_array_equal(again.loss_curve_, first[name].loss_curve_)
+    assert {path: path.read_bytes() for path in checkpoints} == contents
+    # verbose and the checkpoint settings do not belong to the fingerprint: the same run, the same file
+    assert DatasetDistiller(**{**a, "checkpoint_every": 5, "verbose": 0}).fit(X, y).start_iteration_ == 4
+
+
+@pytest.mark.parametrize("variant, data, match", [
+    ({"lr_images": 0.5}, None, (r"distiller-\w{16}\.pt in checkpoint_dir='.*run' is named for this run but was "
+                                r"written by another run, which differs in lr_images: checkpoint 1.0, now 0.5: "
+                                r"it was renamed or copied\. Resuming it would mix two runs: delete")),
+    ({}, "reversed X", r"differs in X \(the data"),
+    ({}, "string labels", r"differs in y \(the data"),
+    ({"method": GradientMatching(batch_syn=1)}, None, r"method: checkpoint \"dm\", now \{\"class\": "),
+])
+def test_a_file_named_for_this_run_but_holding_another_is_refused_and_kept(
+        finished_run, digits_small, variant, data, match):
     params, path = finished_run
     X, y = digits_small
-    before = path.read_bytes()
-    with pytest.raises(ValueError, match=r"checkpoint_dir='.*run' holds a checkpoint of another run: distiller.pt "
-                                         r"differs in lr_images: checkpoint 1.0, now 0.5"):
-        DatasetDistiller(**{**params, "lr_images": 0.5}).fit(X, y)
-    with pytest.raises(ValueError, match=r"differs in X \(the data"):
-        DatasetDistiller(**params).fit(X[::-1].copy(), y)
-    with pytest.raises(ValueError, match=r"differs in y \(the data"):
-        DatasetDistiller(**params).fit(X, np.array(list("abcdefghij"))[y])
-    with pytest.raises(ValueError, match=r"method: checkpoint \"dm\", now \{\"class\": "):
-        DatasetDistiller(**{**params, "method": GradientMatching(batch_syn=1)}).fit(X, y)
-    with pytest.warns(FutureWarning), pytest.raises(ValueError, match=r"method: checkpoint \"dm\", now \{"):
-        DatasetDistiller(**{**params, "method": "dc", "method_params": {"batch_syn": 1}}).fit(X, y)
-    assert path.read_bytes() == before  # never overwritten
-    # verbose and the checkpoint settings do not belong to the fingerprint
-    again = DatasetDistiller(**{**params, "checkpoint_every": 5, "verbose": 0}).fit(X, y)
-    assert again.start_iteration_ == 2
+    if data == "reversed X":
+        X = X[::-1].copy()
+    elif data == "string labels":
+        y = np.array(list("abcdefghij"))[y]
+    params = {**params, **variant}
+    renamed = _run_files(params, X, y).path  # the variant's own name, holding the finished run's file
+    assert renamed != path
+    renamed.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=match):
+        DatasetDistiller(**params).fit(X, y)
+    assert renamed.read_bytes() == path.read_bytes()  # never overwritten
 
 
 def test_a_checkpoint_names_the_method_knob_that_differs(digits_small, tmp_path):
     X, y = digits_small
     params = {**TINY, "n_iterations": 1, "checkpoint_dir": tmp_path / "run", "lr_images": 0.1}
     DatasetDistiller(**params, method=GradientMatching(outer_loop=2, inner_loop=1)).fit(X, y)
-    with pytest.raises(ValueError, match=r"differs in method__inner_loop: checkpoint 1, now 2\. Resuming"):
-        DatasetDistiller(**params, method=GradientMatching(outer_loop=2, inner_loop=2)).fit(X, y)
+    knob = {**params, "method": GradientMatching(outer_loop=2, inner_loop=2)}
+    _run_file(tmp_path / "run").rename(_run_files(knob, X, y).path)
+    with pytest.raises(ValueError, match=r"differs in method__inner_loop: checkpoint 1, now 2: it was renamed"):
+        DatasetDistiller(**knob).fit(X, y)
+
+
+def test_a_checkpoint_of_the_single_file_layout_is_still_resumed(digits_small, tmp_path, monkeypatch):
+    """``distiller.pt``, the one name of every run before one file per run, resumes the run it belongs to."""
+    X, y = digits_small
+    params = {**TINY, "checkpoint_dir": tmp_path / "run", "checkpoint_every": 4}
+    restore = _interrupt_at(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        DatasetDistiller(**params).fit(X, y)
+    restore()
+    legacy = tmp_path / "run" / CHECKPOINT_NAME
+    _run_file(tmp_path / "run").rename(legacy)
+    before = legacy.read_bytes()
+
+    other = DatasetDistiller(**{**params, "lr_images": 0.5}).fit(X, y)  # another run: not its file
+    assert other.start_iteration_ == 0
+    resumed = DatasetDistiller(**params).fit(X, y)
+    assert resumed.start_iteration_ == 4
+    np.testing.assert_array_equal(resumed.X_synthetic_, DatasetDistiller(**TINY).fit(X, y).X_synthetic_)
+    assert legacy.read_bytes() == before  # read, never written again
+    assert torch.load(_run_files(params, X, y).path, weights_only=True)["iteration"] == 8
+
+    legacy.write_bytes(before[: len(before) // 2])  # a damaged one may be this run's: an error, not a guess
+    _run_files(params, X, y).path.unlink()
+    with pytest.raises(ValueError, match=r"distiller.pt is not a readable DatasetDistiller checkpoint"):
+        DatasetDistiller(**params).fit(X, y)
+
+
+def test_a_live_fit_of_the_same_run_is_refused_and_its_temporaries_kept(digits_small, tmp_path):
+    X, y = digits_small
+    params = {**TINY, "n_iterations": 2, "checkpoint_dir": tmp_path / "run"}
+    live = _run_files(params, X, y)
+    with live:  # a fit of this run, alive (in this process here; another process holds it the same way)
+        in_flight = tmp_path / "run" / f"{live.path.name}.k3j4.tmp"  # its atomic write, under way
+        in_flight.write_bytes(b"PK\x03\x04 half")
+        with pytest.raises(ValueError, match=r"checkpoint_dir='.*run' is in use by a live DatasetDistiller fit "
+                                             r"of this very run \(same parameters and data\), which holds "
+                                             r"distiller-\w{16}\.lock.*Wait for that fit to end.*or pass "
+                                             r"another checkpoint_dir"):
+            DatasetDistiller(**params).fit(X, y)
+        other = DatasetDistiller(**{**params, "lr_images": 0.5}).fit(X, y)  # another run goes on beside it
+        assert other.start_iteration_ == 0
+        assert in_flight.exists()  # nobody removes the temporary file of a live run
+        assert not live.path.exists()
+    # the run is dead now: its next fit takes the lock, removes the stale temporary and runs
+    assert DatasetDistiller(**params).fit(X, y).start_iteration_ == 0
+    assert not in_flight.exists() and live.path.exists()
 
 
 def test_a_damaged_foreign_or_newer_checkpoint_gives_a_clear_error(finished_run, digits_small):
@@ -230,17 +439,18 @@ def test_a_damaged_foreign_or_newer_checkpoint_gives_a_clear_error(finished_run,
     good = path.read_bytes()
 
     path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(ValueError, match=r"distiller.pt is not a readable DatasetDistiller checkpoint "
-                                         r"\(\w+Error: .*delete .*distiller.pt to start afresh"):
+    with pytest.raises(ValueError, match=r"distiller-\w{16}\.pt is not a readable DatasetDistiller checkpoint "
+                                         r"\(\w+Error: .*delete .*distiller-\w{16}\.pt to start afresh"):
         DatasetDistiller(**params).fit(X, y)
 
     torch.save({**state, "format_version": 99}, path)
-    with pytest.raises(ValueError, match=r"distiller.pt has format_version=99; .* up to format_version=1: "
+    with pytest.raises(ValueError, match=r"distiller-\w{16}\.pt has format_version=99; .* up to format_version=1: "
                                          "upgrade ddcal-sklearn"):
         DatasetDistiller(**params).fit(X, y)
 
     torch.save({**state, "X_synthetic": state["X_synthetic"][:3]}, path)
-    with pytest.raises(ValueError, match=r"distiller.pt is a damaged DatasetDistiller checkpoint \(X_synthetic"):
+    with pytest.raises(ValueError, match=r"distiller-\w{16}\.pt is a damaged DatasetDistiller checkpoint "
+                                         r"\(X_synthetic"):
         DatasetDistiller(**params).fit(X, y)
 
     torch.save({"kind": "something else"}, path)

@@ -1,12 +1,22 @@
+import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 
 from ddcal_sklearn import MLP, ConvNet, ConvNetClassifier
+from ddcal_sklearn.utils import RunCheckpoint
 
 FAST = dict(max_epochs=60, lr=0.05, module__depth=2, module__width=16, random_state=0)
 
@@ -311,6 +321,13 @@ class _Preempted(Exception):
     pass
 
 
+def _run_file(directory, suffix=".pt"):
+    """The one run checkpoint (or lock, ``suffix=".lock"``) in ``directory``: ``classifier-<16 hex>.pt``."""
+    files = sorted(Path(directory).glob(f"classifier-*{suffix}"))
+    assert len(files) == 1 and len(files[0].stem) == len("classifier-") + 16, files
+    return files[0]
+
+
 def _interrupt_after(monkeypatch, n_steps):
     """Make fit die (like a preempted job) at optimisation step n_steps + 1."""
     original = ConvNetClassifier.train_step
@@ -334,7 +351,7 @@ def test_resumed_fit_gives_the_uninterrupted_network(digits_split, tmp_path, mon
     _interrupt_after(monkeypatch, 5 * 5 + 2)
     with pytest.raises(_Preempted):
         ConvNetClassifier(**CKPT, **option, checkpoint_dir=tmp_path, checkpoint_every=2).fit(X_tr, y_tr)
-    saved = torch.load(tmp_path / "classifier.pt", weights_only=True)
+    saved = torch.load(_run_file(tmp_path), weights_only=True)
     assert saved["epoch"] == 4
     monkeypatch.undo()
 
@@ -354,7 +371,7 @@ def test_a_finished_checkpoint_makes_fit_return_without_training(digits_split, t
     X_tr, y_tr, _, _, X_te, _ = digits_split
     params = {**CKPT, "max_epochs": 3, "checkpoint_dir": str(tmp_path), "checkpoint_every": 2}
     first = ConvNetClassifier(**params).fit(X_tr, y_tr)
-    assert torch.load(tmp_path / "classifier.pt", weights_only=True)["epoch"] == 3  # the last epoch too
+    assert torch.load(_run_file(tmp_path), weights_only=True)["epoch"] == 3  # the last epoch too
     count = _interrupt_after(monkeypatch, 10**6)
     again = ConvNetClassifier(**params).fit(X_tr, y_tr)
     assert count["steps"] == 0
@@ -377,33 +394,204 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(digits_split, tmp_p
     monkeypatch.setattr(torch, "save", save)
     with pytest.raises(OSError, match="disk full"):
         ConvNetClassifier(**{**CKPT, "max_epochs": 4}, checkpoint_dir=tmp_path, checkpoint_every=1).fit(X_tr, y_tr)
-    assert [p.name for p in tmp_path.iterdir()] == ["classifier.pt"]  # no temporary file left
-    assert torch.load(tmp_path / "classifier.pt", weights_only=True)["epoch"] == 1
+    # no temporary file left: the run's checkpoint and its lock file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([_run_file(tmp_path).name,
+                                                                  _run_file(tmp_path, ".lock").name])
+    assert torch.load(_run_file(tmp_path), weights_only=True)["epoch"] == 1
 
 
-def test_a_checkpoint_of_other_data_or_parameters_is_an_error(digits_split, tmp_path):
+def test_a_grid_search_resumes_each_candidate_from_its_own_checkpoint(digits_split, tmp_path, monkeypatch):
+    """GridSearchCV with one checkpoint_dir: every candidate and fold (other parameters or data) keeps
+    its own checkpoint, and a second search reads each back instead of training."""
+    X_tr, y_tr, *_ = digits_split
+    search = GridSearchCV(ConvNetClassifier(**{**CKPT, "max_epochs": 2}, checkpoint_dir=tmp_path),
+                          {"lr": [0.05, 0.1]}, cv=2, error_score="raise")
+    first = clone(search).fit(X_tr, y_tr)
+    checkpoints = sorted(tmp_path.glob("classifier-*.pt"))
+    assert len(checkpoints) == 5  # 2 candidates x 2 folds, and the refit on all the data
+    contents = {path: path.read_bytes() for path in checkpoints}
+    count = _interrupt_after(monkeypatch, 10**6)
+    again = clone(search).fit(X_tr, y_tr)
+    assert count["steps"] == 0  # every fit read its own finished checkpoint
+    np.testing.assert_array_equal(again.cv_results_["mean_test_score"], first.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(again.predict_proba(X_tr[:50]), first.predict_proba(X_tr[:50]))
+    assert {path: path.read_bytes() for path in checkpoints} == contents  # nothing overwritten
+
+
+def test_a_checkpoint_named_for_this_run_but_holding_another_is_an_error(digits_split, tmp_path):
     X_tr, y_tr, *_ = digits_split
     params = {**CKPT, "max_epochs": 2, "checkpoint_dir": tmp_path}
     ConvNetClassifier(**params).fit(X_tr, y_tr)
-    with pytest.raises(ValueError, match=r"holds a checkpoint of another run: classifier.pt differs in lr"):
+    original = _run_file(tmp_path)
+    ConvNetClassifier(**{**params, "lr": 0.1}).fit(X_tr, y_tr)  # another run: its own file, no error
+    (renamed,) = set(tmp_path.glob("classifier-*.pt")) - {original}
+    renamed.write_bytes(original.read_bytes())  # the first run's file under the second's name
+    with pytest.raises(ValueError, match=r"classifier-\w{16}\.pt in checkpoint_dir=.* is named for this run but "
+                                         r"was written by another run, which differs in lr: checkpoint "
+                                         r"0\.05, now 0\.1: it was renamed or copied"):
         ConvNetClassifier(**{**params, "lr": 0.1}).fit(X_tr, y_tr)
-    with pytest.raises(ValueError, match=r"differs in X \(the data"):
-        ConvNetClassifier(**params).fit(X_tr[::-1], y_tr[::-1])
     # verbose and checkpoint_every do not change the network: resuming with other values is fine
     ConvNetClassifier(**{**params, "checkpoint_every": 7}).fit(X_tr, y_tr)
+
+
+def test_a_checkpoint_of_the_single_file_layout_is_still_resumed(digits_split, tmp_path, monkeypatch):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    params = {**CKPT, "max_epochs": 4, "checkpoint_dir": tmp_path, "checkpoint_every": 2}
+    _interrupt_after(monkeypatch, 5 * 3)  # dies in epoch 4, after the checkpoint of epoch 2
+    with pytest.raises(_Preempted):
+        ConvNetClassifier(**params).fit(X_tr, y_tr)
+    monkeypatch.undo()
+    legacy = tmp_path / "classifier.pt"  # the one name of every run before one file per run
+    _run_file(tmp_path).rename(legacy)
+    before = legacy.read_bytes()
+    ConvNetClassifier(**{**params, "lr": 0.1, "max_epochs": 1}).fit(X_tr, y_tr)  # another run: not its file
+    count = _interrupt_after(monkeypatch, 10**6)
+    resumed = ConvNetClassifier(**params).fit(X_tr, y_tr)
+    assert count["steps"] == 5 * 2  # only epochs 3 and 4
+    reference = ConvNetClassifier(**{**params, "checkpoint_dir": None}).fit(X_tr, y_tr)
+    np.testing.assert_array_equal(resumed.predict_proba(X_te), reference.predict_proba(X_te))
+    assert legacy.read_bytes() == before  # read, never written again
+
+
+def test_a_live_fit_of_the_same_run_is_refused_by_its_checkpoint_lock(digits_split, tmp_path):
+    X_tr, y_tr, *_ = digits_split
+    params = {**CKPT, "max_epochs": 1, "checkpoint_dir": tmp_path}
+    ConvNetClassifier(**params).fit(X_tr, y_tr)
+    (checkpoint,) = tmp_path.glob("classifier*.pt")
+    fingerprint = json.loads(torch.load(checkpoint, weights_only=True)["fingerprint"])
+    live = RunCheckpoint(tmp_path, "classifier.pt", fingerprint, owner="ConvNetClassifier")
+    in_flight = tmp_path / f"{live.path.name}.q7r8.tmp"
+    with live:  # a fit of this run, alive (here in this process; one in another process holds it alike)
+        in_flight.write_bytes(b"half a checkpoint")  # its atomic write, under way
+        with pytest.raises(ValueError, match=r"checkpoint_dir=.* is in use by a live ConvNetClassifier fit of this "
+                                             r"very run \(same parameters and data\), which holds classifier-\w{16}"
+                                             r"\.lock.*Wait for that fit to end.*or pass another checkpoint_dir"):
+            ConvNetClassifier(**params).fit(X_tr, y_tr)
+        ConvNetClassifier(**{**params, "lr": 0.1}).fit(X_tr, y_tr)  # another run goes on beside it
+        assert in_flight.exists()  # nobody removes the temporary file of a live run
+    ConvNetClassifier(**params).fit(X_tr, y_tr)  # the run is dead now: its next fit cleans up after it
+    assert not in_flight.exists()
+
+
+_SHARING_SCRIPT = """
+import os, time
+import numpy as np
+import torch
+torch.set_num_threads(1)  # as in the test process: the thread count changes float summation order
+from ddcal_sklearn import ConvNetClassifier, load_digits_images
+
+delay, gate, gate_at, steps = {delay!r}, {gate!r}, {gate_at!r}, []
+train_step = ConvNetClassifier.train_step
+
+def slowed_step(self, batch, **fit_params):  # changes no number: sleeps, or waits alive at a gate
+    steps.append(1)
+    time.sleep(delay)
+    if len(steps) == gate_at:
+        open(gate + ".reached", "w").close()
+        while os.path.exists(gate):
+            time.sleep(0.01)
+    return train_step(self, batch, **fit_params)
+
+ConvNetClassifier.train_step = slowed_step
+X, y = load_digits_images(return_X_y=True)
+np.save({out!r}, ConvNetClassifier(**{params!r}).fit(X[:{n}], y[:{n}]).predict_proba(X[-100:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_resumes_its_run(
+        digits_images, tmp_path, monkeypatch):
+    """B (another process, other parameters) is alive in the folder while A (a third process) is killed
+    and A' (this process, A's parameters) resumes it; then B ends. Nothing crashes, no file is
+    overwritten or removed under a live run, and both networks equal uninterrupted ones (CPU)."""
+    X, y = digits_images
+    n = 300  # 3 batches of 128 per epoch
+    same = {**CKPT, "max_epochs": 8, "checkpoint_dir": str(tmp_path / "run"), "checkpoint_every": 2}
+    other = {**same, "lr": 0.1}
+    gate = tmp_path / "gate"
+    gate.touch()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    processes = []
+
+    def start(params, name, delay=0.0, gate_at=None):
+        script = textwrap.dedent(_SHARING_SCRIPT.format(params=params, n=n, delay=delay, gate=str(gate),
+                                                        gate_at=gate_at, out=str(tmp_path / f"{name}.npy")))
+        processes.append(subprocess.Popen([sys.executable, "-c", script], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        return processes[-1]
+
+    def wait_for(condition, process, what):
+        deadline = time.monotonic() + 120
+        while not condition():
+            if process.poll() is not None:
+                pytest.fail(f"the fit ended (exit status {process.returncode}) before {what}: "
+                            f"{process.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within 120 s")
+            time.sleep(0.01)
+
+    learning_rates = {}  # checkpoint -> the lr of its run (read once: the name never changes run)
+
+    def checkpoints(lr=None):
+        files = sorted((tmp_path / "run").glob("classifier-*.pt"))
+        for path in set(files) - set(learning_rates) if lr is not None else ():
+            learning_rates[path] = json.loads(torch.load(path, weights_only=True)["fingerprint"])["params"]["lr"]
+        return [path for path in files if lr is None or learning_rates[path] == lr]
+
+    try:
+        b = start(other, "b", gate_at=3 * 4 + 1)  # checkpoints after epochs 2 and 4, then waits, alive
+        a = start(same, "a", delay=0.1)  # at the same time; slowed so that the kill lands mid-run
+        wait_for(lambda: checkpoints(lr=same["lr"]), a, "A's first checkpoint")
+        os.kill(a.pid, signal.SIGKILL)
+        a.communicate()
+        assert a.returncode == -signal.SIGKILL
+        wait_for(lambda: Path(f"{gate}.reached").exists(), b, "B's gate")
+        (a_file,), (b_file,) = checkpoints(lr=same["lr"]), checkpoints(lr=other["lr"])
+        dead_tmp = a_file.with_name(f"{a_file.name}.dead.tmp")  # a write of A cut short by the kill
+        live_tmp = b_file.with_name(f"{b_file.name}.live.tmp")  # a write of B under way
+        for tmp in (dead_tmp, live_tmp):
+            tmp.write_bytes(b"half a checkpoint")
+        # B is alive: a second fit of its run, from this process, is refused before touching anything
+        with pytest.raises(ValueError, match=r"is in use by a live ConvNetClassifier fit of this very run"):
+            ConvNetClassifier(**other).fit(X[:n], y[:n])
+        resumed = ConvNetClassifier(**same).fit(X[:n], y[:n])  # A' resumes A's run beside the live B
+        assert not dead_tmp.exists() and live_tmp.exists() and b.poll() is None
+        gate.unlink()
+        _, err = b.communicate(timeout=120)
+        assert b.returncode == 0, err.decode()
+    finally:
+        for process in processes:
+            process.kill()
+            process.communicate()
+
+    references = {name: ConvNetClassifier(**{**params, "checkpoint_dir": None}).fit(X[:n], y[:n])
+                  for name, params in (("same", same), ("other", other))}
+    assert torch.load(a_file, weights_only=True)["epoch"] == 8
+    np.testing.assert_array_equal(resumed.predict_proba(X[-100:]), references["same"].predict_proba(X[-100:]))
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), references["other"].predict_proba(X[-100:]))
+    assert checkpoints() == sorted([a_file, b_file])  # one file per run, none overwritten
+    count = _interrupt_after(monkeypatch, 10**6)
+    for params in (same, other):  # each run is finished, in its own file
+        ConvNetClassifier(**params).fit(X[:n], y[:n])
+    assert count["steps"] == 0
+    assert not list((tmp_path / "run").glob("*.tmp"))  # B's run is dead now: its next fit removed its temporary
 
 
 @pytest.mark.parametrize(
     "content, match",
     [
-        (b"not a zip archive", r"classifier.pt is not a readable ConvNetClassifier checkpoint"),
-        ("newer", r"classifier.pt has format_version=99; this ddcal-sklearn reads .* up to format_version=1"),
-        ("pickled", r"classifier.pt is not a readable ConvNetClassifier checkpoint \(UnpicklingError"),
+        (b"not a zip archive", r"classifier-\w{16}\.pt is not a readable ConvNetClassifier checkpoint"),
+        ("newer", r"classifier-\w{16}\.pt has format_version=99; this ddcal-sklearn reads .* up to format_version=1"),
+        ("pickled", r"classifier-\w{16}\.pt is not a readable ConvNetClassifier checkpoint \(UnpicklingError"),
     ],
 )
 def test_damaged_newer_or_unsafe_checkpoints_are_clear_errors(digits_split, tmp_path, content, match):
     X_tr, y_tr, *_ = digits_split
-    path = tmp_path / "classifier.pt"
+    params = {**CKPT, "max_epochs": 1, "checkpoint_dir": tmp_path}
+    ConvNetClassifier(**params).fit(X_tr, y_tr)
+    path = _run_file(tmp_path)
     if content == "newer":
         torch.save({"kind": "ddcal_sklearn.ConvNetClassifier checkpoint", "format_version": 99}, path)
     elif content == "pickled":  # arbitrary objects are never unpickled
@@ -411,7 +599,7 @@ def test_damaged_newer_or_unsafe_checkpoints_are_clear_errors(digits_split, tmp_
     else:
         path.write_bytes(content)
     with pytest.raises(ValueError, match=match) as info:
-        ConvNetClassifier(**FAST, checkpoint_dir=tmp_path).fit(X_tr, y_tr)
+        ConvNetClassifier(**params).fit(X_tr, y_tr)
     assert str(path) in str(info.value)
 
 
@@ -469,6 +657,40 @@ def test_out_of_memory_in_inference_names_the_parameters_to_lower(fitted, digits
     monkeypatch.setattr(MLP, "forward", forward)
     with pytest.raises(torch.OutOfMemoryError, match=r"module__hidden_sizes \(now \(128,\)\)"):
         mlp.fit(X_te.reshape(len(X_te), -1), np.arange(len(X_te)) % 2)
+
+
+def test_inputs_that_overflow_the_network_are_an_error_not_nan_probabilities(fitted, digits_split):
+    # Issue 16, item 2: finite inputs 1e20 times the normalised scale overflow float32 inside
+    # the network (instance norm), which returned all-NaN probabilities and class 0 for every row.
+    *_, X_te, _ = digits_split
+    X_huge = X_te[:20] * np.float32(1e20)
+    assert np.isfinite(X_huge).all()
+    for method in (fitted.decision_function, fitted.predict_proba, fitted.predict):
+        with pytest.raises(ValueError, match=r"NaN or infinite outputs for 20 of 20 rows of X: the network's "
+                                             r"outputs are not finite for inputs of magnitude up to 1\.\d+e\+20: "
+                                             r"X looks unnormalised"):
+            method(X_huge)
+    # one bad row among good ones is still refused, and the message counts it
+    mixed = X_te[:20].copy()
+    mixed[3] *= np.float32(1e20)
+    with pytest.raises(ValueError, match=r"for 1 of 20 rows of X"):
+        fitted.predict_proba(mixed)
+    # through a dataset (no array to measure), and with non-finite weights: still refused, named
+    from ddcal_sklearn.nn import DeviceTensorDataset
+    with pytest.raises(ValueError, match=r"magnitude up to 1\.\d+e\+20"):
+        fitted.predict_proba(DeviceTensorDataset(torch.from_numpy(X_huge)))
+    broken = pickle.loads(pickle.dumps(fitted))
+    with torch.no_grad():
+        next(broken.module_.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"the network's weights are not finite"):
+        broken.predict(X_te[:5])
+    # a custom nonlinearity that makes NaN out of finite logits is named
+    unstable = pickle.loads(pickle.dumps(fitted)).set_params(
+        predict_nonlinearity=lambda z: torch.exp(1e3 * z) / torch.exp(1e3 * z).sum(1, keepdim=True))
+    with pytest.raises(ValueError, match=r"predict_nonlinearity=.* turned the network's finite outputs"):
+        unstable.predict_proba(X_te[:20])
+    # the ordinary scale is untouched
+    assert np.isfinite(fitted.predict_proba(X_te[:20])).all()
 
 
 def _tag_cpu_storages_as_cuda(monkeypatch):

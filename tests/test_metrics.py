@@ -175,6 +175,64 @@ def test_curve_reproduces_ece(digits_predictions):
     )
 
 
+def _float32_softmax_rows(n, k, seed):
+    rng = np.random.default_rng(seed)
+    logits = 3 * rng.standard_normal((n, k), dtype=np.float32)
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    return rng.integers(0, k, size=n), proba
+
+
+def test_report_validates_once_and_equals_the_metrics_one_by_one(monkeypatch):
+    # Issue 16, item 6: the report validated (and copied) y_prob once for itself and once more
+    # in every metric it called. Rows beyond one chunk, a class absent from y_true, float32 rows.
+    import ddcal_sklearn.metrics as metrics_module
+
+    y_true, y_prob = _float32_softmax_rows(150_017, 5, seed=0)  # a few chunks of 2**18 entries
+    y_true[y_true == 4] = 0
+    labels = [0, 1, 2, 3, 4]
+    calls = []
+    validate = metrics_module._check_inputs
+    monkeypatch.setattr(metrics_module, "_check_inputs", lambda *a, **k: calls.append(1) or validate(*a, **k))
+    report = calibration_report(y_true, y_prob, n_bins=12, labels=labels)
+    assert len(calls) == 1
+    monkeypatch.undo()
+    binned = dict(n_bins=12, labels=labels)
+    assert report["ece"] == expected_calibration_error(y_true, y_prob, **binned)
+    assert report["mce"] == maximum_calibration_error(y_true, y_prob, **binned)
+    assert report["adaptive_ece"] == adaptive_calibration_error(y_true, y_prob, **binned)
+    assert report["classwise_ece"] == classwise_calibration_error(y_true, y_prob, **binned)
+    assert report["overconfidence"] == overconfidence_error(y_true, y_prob, **binned)
+    assert report["underconfidence"] == underconfidence_error(y_true, y_prob, **binned)
+    renormalised = y_prob.astype(np.float64)
+    renormalised /= renormalised.sum(axis=1, keepdims=True)  # what the metrics see of float32 rows
+    assert report["nll"] == pytest.approx(log_loss(y_true, renormalised, labels=labels), rel=1e-12)
+    assert report["brier"] == pytest.approx(
+        brier_score_loss(y_true, renormalised, labels=labels, scale_by_half=False), rel=1e-12)
+    assert report["accuracy"] == np.mean(y_prob.argmax(axis=1) == y_true)
+    assert report["mean_confidence"] == pytest.approx(renormalised.max(axis=1).mean(), rel=1e-12)
+    # the curve's counts are the bins the report's ECE was computed from
+    _, _, counts = calibration_curve_top_label(y_true, y_prob, **binned)
+    assert counts.sum() == len(y_true)
+
+
+def test_report_memory_stays_within_twice_the_input():
+    # Issue 16, item 6: 10 million predictions (381 MiB of float32) took 4.7 GB. Counted by
+    # tracemalloc (NumPy reports its buffers to it), so the check does not depend on timing.
+    import tracemalloc
+
+    y_true, y_prob = _float32_softmax_rows(1_000_000, 10, seed=1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        calibration_report(y_true, y_prob)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    peak_mib, input_mib = peak / 2**20, y_prob.nbytes / 2**20
+    assert peak_mib < 2 * input_mib, f"peak {peak_mib:.0f} MiB for a y_prob of {input_mib:.0f} MiB"
+
+
 def test_report_uses_scikit_learn_losses(digits_predictions):
     y_true, y_prob = digits_predictions
     report = calibration_report(y_true, y_prob)
@@ -298,7 +356,7 @@ _P = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
         (_Y, [[0.7, 0.2], [0.2, 0.8], [0.5, 0.5]], {}, r"y_prob rows must sum to 1.*row 0"),
         (_Y[:2], _P, {}, r"y_true and y_prob .*len\(y_true\)=2.*\(3, 2\)"),
         (_Y, np.full((3, 3), 1 / 3), {}, r"y_prob has 3 column.*2 class.*labels="),
-        (_Y, _P, {"n_bins": 0}, r"'n_bins' parameter.*range \[1, inf\).*Got 0"),
+        (_Y, _P, {"n_bins": 0}, r"'n_bins' parameter.*range \[1, 16777216\].*Got 0"),
         (_Y, _P, {"strategy": "equal"}, r"'strategy' parameter.*'uniform'.*Got 'equal'"),
         ([], np.empty((0, 2)), {}, r"y_true and y_prob must contain at least one sample"),
         (np.zeros((3, 2)), _P, {}, r"y_true must be a 1-D.*\(3, 2\)"),

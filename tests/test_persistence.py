@@ -1,24 +1,31 @@
 """Saving without pickle: calibrations as JSON, synthetic sets as .npz, and the files they must refuse."""
 
+import io
 import json
+import os
 import pickle
+import threading
+import zipfile
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from ddcal_sklearn import (
     ConvNetClassifier,
+    ExpertTrajectories,
     MaskedTemperatureCalibrator,
     load_calibration,
     load_synthetic_set,
     save_synthetic_set,
 )
 from ddcal_sklearn.calibration._calibrator import CALIBRATION_FORMAT_VERSION
+from ddcal_sklearn.utils import read_checkpoint
 
 NET = dict(module__width=8, module__depth=1, device="cpu", random_state=0, batch_size=64)
 
@@ -168,6 +175,22 @@ BAD_CALIBRATIONS = {
     "bad-n-features": (lambda s: _edit(s, n_features_in=0), "corrupted.*n_features_in"),
     "bad-params": (lambda s: _edit(s, params={**s["params"], "selection_loss": "brier"}),
                    "corrupted.*selection_loss"),
+    # files that lie: temperatures no fit can produce (fit_temperature's T is in [exp(-10), exp(10)])
+    "subnormal-temperature": (lambda s: _edit(s, temperatures=[5e-324]), r"corrupted.*temperatures.*exp\(-10\)"),
+    "temperature-below-the-fit-bound": (lambda s: _edit(s, temperatures=[np.exp(-10.0) * 0.99]),
+                                        r"corrupted.*temperatures.*exp\(-10\)"),
+    "temperature-above-the-fit-bound": (lambda s: _edit(s, temperatures=[np.exp(10.0) * 1.01]),
+                                        r"corrupted.*temperatures.*exp\(10\)"),
+    "string-temperature": (lambda s: _edit(s, temperatures=["1.5"]), "corrupted.*temperatures.*numbers"),
+    "boolean-temperature": (lambda s: _edit(s, temperatures=[True]), "corrupted.*temperatures.*numbers"),
+    "temperatures-not-a-list": (lambda s: _edit(s, temperatures=1.5), "corrupted.*temperatures.*numbers"),
+    "more-temperatures-than-folds": (lambda s: _edit(s, temperatures=[1.0] * 1001),
+                                     r"corrupted.*temperatures must hold 1 to 1000 values.*got 1001"),
+    "string-losses": (lambda s: _edit(s, mask_ratio_losses={"mask_ratios": ["0"], "losses": ["1"]}),
+                      "corrupted.*mask_ratio_losses"),
+    "nan-loss": (lambda s: _edit(s, mask_ratio_losses={"mask_ratios": [0.0], "losses": [1.0]}).replace(
+        "1.0]", "NaN]"), "invalid JSON.*NaN is not a JSON number"),
+    "deeply-nested-json": (lambda s: '{"format": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid JSON.*nests"),
 }
 
 
@@ -177,6 +200,26 @@ def test_load_calibration_refuses_bad_files(saved_calibration, flat_clf, tmp_pat
     path.write_text(damage(saved_calibration), encoding="utf-8", errors="surrogateescape")
     with pytest.raises(ValueError, match=match):
         load_calibration(path, flat_clf)
+
+
+def test_temperatures_at_the_fit_bounds_load_and_more_than_1000_are_not_saved(saved_calibration, digits,
+                                                                              flat_clf, tmp_path):
+    """The reader accepts every temperature a fit can produce; the writer keeps the reader's count rule."""
+    _, _, X_cal, y_cal, X_te = digits
+    bounds = [float(np.exp(-10.0)), float(np.exp(10.0))]
+    path = tmp_path / "mts.json"
+    path.write_text(_edit(saved_calibration, temperatures=bounds))
+    restored = load_calibration(path, flat_clf)
+    np.testing.assert_array_equal(restored.temperatures_, bounds)
+    assert np.isfinite(restored.predict_proba(X_te.reshape(len(X_te), -1))).all()
+
+    mts = MaskedTemperatureCalibrator(FrozenEstimator(flat_clf), random_state=0)
+    mts.fit(X_cal.reshape(len(X_cal), -1), y_cal)
+    mts.calibrated_classifiers_ = mts.calibrated_classifiers_ * 1001  # as a 1001-fold ensemble would
+    mts.temperatures_ = np.repeat(mts.temperatures_, 1001)
+    with pytest.raises(ValueError, match="at most 1000 temperatures.*holds 1001.*ensemble=False.*joblib"):
+        mts.save_calibration(tmp_path / "many.json")
+    assert not (tmp_path / "many.json").exists()
 
 
 def test_load_calibration_refuses_a_mismatched_estimator(saved_calibration, digits, tmp_path):
@@ -222,7 +265,41 @@ BAD_SETS = {
     "version-not-int": (lambda p: _rewrite(p, metadata=np.array(json.dumps({"format_version": "1"}))),
                         r"format_version='1' is not a positive integer"),
     "no-version": (lambda p: _rewrite(p, metadata=np.array("{}")), r"format_version=None"),
+    # files that lie: what save_synthetic_set refuses to write is refused on reading
+    "nan-images": (lambda p: _rewrite(p, data=np.full((2, 1, 8, 8), np.nan, np.float32)),
+                   "corrupted.*data contains NaN"),
+    "text-images": (lambda p: _rewrite(p, data=np.array([["a", "b"], ["c", "d"]])),
+                    "corrupted.*data must hold numbers"),
+    "nan-label": (lambda p: _rewrite(p, target=np.array([0.0, np.nan])), "corrupted.*target contains NaN"),
+    "raw-bytes-member": (lambda p: _rewrite_members(p, **{"data.npy": b"raw bytes, not an array"}),
+                         "not a readable synthetic set.*magic"),
+    "header-declares-8-TB": (lambda p: _rewrite_members(p, **{"data.npy": _npy_header((10**12,), "<f8")}),
+                             r"not a readable synthetic set.*data declares shape \(1000000000000,\)"),
+    "header-larger-than-its-data": (lambda p: _rewrite_members(p, **{"data.npy": _npy_header((2, 1, 8, 9), "<f4")
+                                                                  + bytes(2 * 64 * 4)}),
+                                    "not a readable synthetic set.*declares shape"),
+    "record-dtype": (lambda p: _rewrite(p, data=np.zeros(2, dtype=[("a", "<f4"), ("b", "<i4")])),
+                     "not a readable synthetic set.*dtype"),
+    "deeply-nested-metadata": (lambda p: _rewrite(p, metadata=np.array("[" * 100_000 + "]" * 100_000)),
+                               "not a readable synthetic set.*nests too deeply"),
 }
+
+
+def _npy_header(shape, descr):
+    """The .npy header of an array of ``shape`` and ``descr``, without its data (a few hundred bytes)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _rewrite_members(path, **members):
+    """Replace zip members of ``path`` by raw bytes (what np.savez cannot write)."""
+    with zipfile.ZipFile(path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    contents.update(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
 
 
 @pytest.mark.parametrize("damage, match", BAD_SETS.values(), ids=list(BAD_SETS))
@@ -237,3 +314,200 @@ def test_load_synthetic_set_refuses_bad_files(tmp_path, damage, match):
 def test_load_synthetic_set_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_synthetic_set(tmp_path / "absent.npz")
+
+
+def test_load_synthetic_set_reads_a_compressed_npz(tmp_path):
+    """Bounding what a member can hold keeps np.savez_compressed files readable."""
+    X, y = np.random.default_rng(0).normal(size=(20, 1, 8, 8)).astype(np.float32), np.arange(20) % 2
+    np.savez_compressed(tmp_path / "set.npz", data=X, target=y, metadata=np.array('{"format_version": 1}'))
+    loaded = load_synthetic_set(tmp_path / "set.npz")
+    np.testing.assert_array_equal(loaded.data, X)
+    np.testing.assert_array_equal(loaded.target, y)
+
+
+_KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+import ddcal_sklearn.utils._io as io
+
+def savez_then_die(file, **arrays):
+    file.write(b"x" * 100_000)  # half a file in the temporary...
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # ...and no chance to clean up
+
+io.np.savez = savez_then_die
+from ddcal_sklearn import save_synthetic_set
+save_synthetic_set(sys.argv[1], np.zeros((2, 1, 8, 8), np.float32), np.array([0, 1]))
+"""
+
+
+def test_save_synthetic_set_removes_temporaries_of_saves_killed_mid_write(tmp_path):
+    # Issue 16, item 6: every save killed mid-write left a <name>.*.tmp behind (190 MB after 20
+    # kills) and nothing ever removed them.
+    import subprocess
+    import sys
+
+    weird = tmp_path / "set[1]*.npz"  # a name that is also a glob pattern
+    killed = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(weird)], capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    [left] = tmp_path.glob("*.tmp")  # what a real SIGKILL leaves: half a file under a temporary name
+    assert left.name.startswith("set[1]*.npz.") and left.stat().st_size == 100_000
+    for name in ("set.npz.a1b2c3d4.tmp", "set.npz.e5f6g7h8.tmp"):  # more of them, beside another target
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    other = tmp_path / "set1x.npz.abcd1234.tmp"  # another file's temporary: the escaped name never matches it
+    other.write_bytes(b"in flight")
+    X, y = np.ones((3, 1, 8, 8), np.float32), np.array([0, 1, 0])
+    save_synthetic_set(tmp_path / "set", X, y)  # ".npz" appended: cleans set.npz.*.tmp only
+    assert sorted(p.name for p in tmp_path.glob("*.tmp")) == sorted([left.name, other.name])
+    save_synthetic_set(weird, X, y)
+    assert [p.name for p in tmp_path.glob("*.tmp")] == [other.name]
+    np.testing.assert_array_equal(load_synthetic_set(tmp_path / "set.npz").data, X)
+    np.testing.assert_array_equal(load_synthetic_set(weird).target, y)
+
+
+# --- expert trajectories -------------------------------------------------------------------
+
+EXPERTS = dict(n_experts=1, n_epochs=1, batch_size=64, augment=None, net_params={"width": 8, "depth": 1},
+               device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def expert_file(digits, tmp_path_factory):
+    X_tr, y_tr, *_ = digits
+    folder = tmp_path_factory.mktemp("experts")
+    experts = ExpertTrajectories(checkpoint_dir=folder / "checkpoints", **EXPERTS).fit(X_tr[:200], y_tr[:200])
+    return experts.save(folder / "experts.npz")
+
+
+def _rewrite_metadata(path, **changes):
+    with np.load(path) as archive:
+        contents = {key: archive[key] for key in archive.files}
+    meta = json.loads(str(contents["metadata"]))
+    meta["params"].update(changes)
+    contents["metadata"] = np.array(json.dumps(meta))
+    np.savez(path, **contents)
+
+
+def test_an_expert_file_never_points_fit_at_a_folder(expert_file, digits, tmp_path, monkeypatch):
+    """A path read from a file (../ included) could send a later fit's files anywhere: it is never taken."""
+    X_tr, y_tr, *_ = digits
+    path = tmp_path / "experts.npz"
+    path.write_bytes(expert_file.read_bytes())
+    assert ExpertTrajectories.load(path).checkpoint_dir is None  # the saved one is not followed either
+    _rewrite_metadata(path, checkpoint_dir="../outside")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    experts = ExpertTrajectories.load(path)
+    assert experts.checkpoint_dir is None
+    experts.fit(X_tr[:200], y_tr[:200])
+    assert not (tmp_path / "outside").exists()
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda m: m.update(trajectories=np.where(np.arange(m["trajectories"].size).reshape(m["trajectories"].shape)
+                                              == 5, np.nan, m["trajectories"]).astype(np.float32)),
+     r"experts \[0\] hold NaN"),
+    (lambda m: m.update(classes=np.array([0, 0, 1])), "classes must be at least 2 distinct labels"),
+], ids=["nan-trajectory", "repeated-classes"])
+def test_an_expert_file_holding_what_fit_never_returns_is_refused(expert_file, tmp_path, damage, match):
+    path = tmp_path / "experts.npz"
+    with np.load(expert_file) as archive:
+        contents = {key: archive[key] for key in archive.files}
+    damage(contents)
+    np.savez(path, **contents)
+    with pytest.raises(ValueError, match=f"not a readable ExpertTrajectories file.*{match}"):
+        ExpertTrajectories.load(path)
+
+
+def test_an_expert_file_with_invalid_parameters_is_refused(expert_file, tmp_path):
+    path = tmp_path / "experts.npz"
+    path.write_bytes(expert_file.read_bytes())
+    _rewrite_metadata(path, n_epochs="many")
+    with pytest.raises(ValueError, match="not a readable ExpertTrajectories file.*n_epochs"):
+        ExpertTrajectories.load(path)
+
+
+# --- every loader: no FIFO, no pickle -------------------------------------------------------
+
+
+def _read_distiller_checkpoint(path):
+    """Every checkpointed loop (distiller, experts' distiller, classifier) reads through read_checkpoint."""
+    return read_checkpoint(path, kind="ddcal_sklearn.DatasetDistiller checkpoint", owner="DatasetDistiller",
+                           format_version=1, expected={}, fingerprint={}, checkpoint_dir=path.parent)
+
+
+LOADERS = {  # name: (load(path), what a refusal says)
+    "synthetic-set": (load_synthetic_set, "not a readable synthetic set"),
+    "expert-trajectories": (ExpertTrajectories.load, "not a readable ExpertTrajectories file"),
+    "calibration": (lambda path: load_calibration(path, LogisticRegression()), "calibration"),
+    "checkpoint": (_read_distiller_checkpoint, "DatasetDistiller checkpoint"),
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+@pytest.mark.parametrize("load, match", LOADERS.values(), ids=list(LOADERS))
+def test_every_loader_refuses_a_fifo_instead_of_hanging(tmp_path, load, match):
+    """A FIFO where a file belongs (say in checkpoint_dir) blocked the loader, and fit, until someone wrote to it."""
+    path = tmp_path / "entry"
+    os.mkfifo(path)
+    outcome = {}
+
+    def call():
+        try:
+            load(path)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    if thread.is_alive():  # open the other end, so the blocked reader returns, then fail
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=20)
+        pytest.fail("the loader blocked on a FIFO")
+    assert isinstance(outcome.get("error"), ValueError), outcome
+    assert "not a regular file" in str(outcome["error"]) and match in str(outcome["error"])
+
+
+class _CreatesAFile:
+    """Unpickling this object creates ``path``: the proof that a loader ran code from a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def _pickled_npz(path, marker, *names):
+    payload = np.empty(1, dtype=object)
+    payload[0] = _CreatesAFile(marker)
+    np.savez(path, **{name: payload for name in names})  # np.savez pickles object arrays
+
+
+PICKLES = {  # name: (load(path), write(path, marker))
+    "synthetic-set": (load_synthetic_set, lambda p, m: _pickled_npz(p, m, "data", "target", "metadata")),
+    "expert-trajectories": (ExpertTrajectories.load,
+                            lambda p, m: _pickled_npz(p, m, "trajectories", "train_loss", "classes", "metadata")),
+    "synthetic-set-raw-pickle": (load_synthetic_set, lambda p, m: p.write_bytes(pickle.dumps(_CreatesAFile(m)))),
+    "calibration": (LOADERS["calibration"][0], lambda p, m: p.write_bytes(pickle.dumps(_CreatesAFile(m)))),
+    "checkpoint": (_read_distiller_checkpoint, lambda p, m: torch.save({
+        "kind": "ddcal_sklearn.DatasetDistiller checkpoint", "format_version": 1, "payload": _CreatesAFile(m)}, p)),
+    "checkpoint-raw-pickle": (_read_distiller_checkpoint,
+                              lambda p, m: p.write_bytes(pickle.dumps({"payload": _CreatesAFile(m)}, protocol=2))),
+}
+
+
+@pytest.mark.parametrize("load, write", PICKLES.values(), ids=list(PICKLES))
+def test_no_loader_runs_code_from_a_pickled_payload(tmp_path, load, write):
+    marker = tmp_path / "code-ran"
+    with open(tmp_path / "probe", "wb") as file:  # the payload works: unpickling it does create the file
+        pickle.dump(_CreatesAFile(tmp_path / "probe-ran"), file)
+    pickle.loads((tmp_path / "probe").read_bytes())
+    assert (tmp_path / "probe-ran").exists()
+
+    path = tmp_path / "file.npz"  # np.savez would append .npz to another name
+    write(path, marker)
+    with pytest.raises(ValueError):
+        load(path)
+    assert not marker.exists()

@@ -326,3 +326,70 @@ def test_a_diverged_training_is_an_error_not_nan_probabilities(digits_images):
     X, y = digits_images
     with pytest.raises(ValueError, match=r"Training diverged.*lr=1e\+30.*Lower lr"):
         ConvNetClassifier(max_epochs=3, lr=1e30, module__depth=2, module__width=8, random_state=0).fit(X[:200], y[:200])
+
+
+# --- advice that names the real cause (issue: "Distillation diverged: lower lr_images" misled) ---------
+
+TINY_NET = {"width": 8, "depth": 1}
+
+
+@pytest.mark.parametrize("method", ["dm", "dc", "mtt"])
+def test_unnormalised_inputs_are_named_not_reported_as_a_divergence(digits_images, method):
+    """1e30-scaled inputs overflow the float32 loop: the error says so, and how to normalise, before any work."""
+    from ddcal_sklearn import DatasetDistiller
+
+    X, y = digits_images
+    distiller = DatasetDistiller(method=method, ipc=1, n_iterations=2, batch_real=8, net_params=TINY_NET,
+                                 random_state=0)
+    with pytest.raises(ValueError, match=r"magnitude up to 3\.69e\+30.*looks unnormalised.*X\.std\(axis="):
+        distiller.fit(X[:200] * 2e30, y[:200])
+    assert not hasattr(distiller, "X_synthetic_")
+
+
+def test_experts_on_unnormalised_inputs_are_named_and_normalised_scales_pass(digits_images):
+    from ddcal_sklearn import DatasetDistiller, ExpertTrajectories
+
+    X, y = digits_images
+    with pytest.raises(ValueError, match="ExpertTrajectories.*looks unnormalised"):
+        ExpertTrajectories(n_experts=1, n_epochs=1, net_params=TINY_NET, augment=None,
+                           random_state=0).fit(X[:200] * 1e30, y[:200])
+    # raw 8-bit pixels (0..255) are badly scaled for the step sizes, but not refused
+    pixels = (X[:200] - X[:200].min()) / (X[:200].max() - X[:200].min()) * 255
+    DatasetDistiller(ipc=1, n_iterations=2, batch_real=8, net_params=TINY_NET, augment=None,
+                     random_state=0).fit(pixels, y[:200])
+
+
+def test_experts_holding_nan_are_named_before_the_distillation_loop(digits_images):
+    from ddcal_sklearn import DatasetDistiller, ExpertTrajectories, TrajectoryMatching
+
+    X, y = digits_images
+    experts = ExpertTrajectories(n_experts=3, n_epochs=2, lr=0.05, batch_size=64, net_params=TINY_NET,
+                                 augment=None, random_state=0).fit(X[:200], y[:200])
+    experts.trajectories_[1, 1, :5] = np.nan  # say, a damaged file or an expert that diverged elsewhere
+    method = TrajectoryMatching(experts=experts, expert_epochs=1, max_start_epoch=1, syn_steps=2)
+    distiller = DatasetDistiller(method=method, ipc=1, n_iterations=3, net_params=TINY_NET, augment=None,
+                                 random_state=0)
+    with pytest.raises(ValueError, match=r"NaN or inf parameters in experts \[1\] \(of 3\).*lr=0\.05") as error:
+        distiller.fit(X[:200], y[:200])
+    assert "lr_images" not in str(error.value)
+
+
+def test_diverged_experts_are_refused_naming_lr(digits_images):
+    from ddcal_sklearn import ExpertTrajectories
+
+    X, y = digits_images
+    experts = ExpertTrajectories(n_experts=2, n_epochs=1, lr=1e10, batch_size=64, net_params=TINY_NET,
+                                 augment=None, random_state=0)
+    with pytest.raises(ValueError, match=r"Expert training diverged: expert 0.*lr=10000000000\.0.*Lower lr"):
+        experts.fit(X[:200], y[:200])
+    assert not hasattr(experts, "trajectories_")
+
+
+def test_a_classifier_on_unnormalised_inputs_names_the_inputs_not_the_learning_rate(digits_images):
+    """Issue 16, item 5, for ConvNetClassifier: inputs of 1e30 overflow the first epoch; the error says why."""
+    from ddcal_sklearn import ConvNetClassifier
+
+    X, y = digits_images
+    net = ConvNetClassifier(module__width=8, module__depth=1, max_epochs=2, device="cpu", random_state=0)
+    with pytest.raises(ValueError, match=r"X has values of magnitude up to 1.*e\+30.*X looks unnormalised"):
+        net.fit(X[:200] * 1e30, y[:200])

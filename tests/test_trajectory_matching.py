@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -40,6 +42,13 @@ def digits_small(digits_images):
 @pytest.fixture(scope="module")
 def experts(digits_small):
     return ExpertTrajectories(**EXPERTS).fit(*digits_small)
+
+
+def _expert_files(directory):
+    """The expert files in ``directory`` (``experts-<digest>-<k>.npz``, one name per run), by name."""
+    names = sorted(p.name for p in Path(directory).iterdir() if not p.name.endswith(".lock"))
+    assert all(re.fullmatch(r"experts-[0-9a-f]{16}-\d{4}\.npz", name) for name in names), names
+    return names
 
 
 @pytest.fixture
@@ -165,7 +174,7 @@ def test_checkpoint_resume_skips_finished_experts_and_matches_an_uninterrupted_f
     interrupt = True
     with pytest.raises(KeyboardInterrupt):
         ExpertTrajectories(**params).fit(*digits_small)
-    assert len(trained) == 1 and sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["expert_0000.npz"]
+    assert len(trained) == 1 and [name[-9:] for name in _expert_files(tmp_path / "ckpt")] == ["-0000.npz"]
 
     interrupt = False
     resumed = ExpertTrajectories(**params).fit(*digits_small)
@@ -177,13 +186,15 @@ def test_checkpoint_resume_skips_finished_experts_and_matches_an_uninterrupted_f
     assert len(trained) == 2 and again.n_resumed_ == 2
     np.testing.assert_array_equal(again.trajectories_, experts.trajectories_)
 
-    # other data or other parameters never reuse (or overwrite) the files
-    with pytest.raises(ValueError, match="from a fit with other data or parameters"):
-        ExpertTrajectories(**{**params, "lr": 0.02}).fit(*digits_small)
+    # other data or other parameters (another run) share the folder: they never reuse nor overwrite
+    # these files, but train and keep their own
+    files = {name: (tmp_path / "ckpt" / name).read_bytes() for name in _expert_files(tmp_path / "ckpt")}
     X, y = digits_small
-    with pytest.raises(ValueError, match="from a fit with other data or parameters"):
-        ExpertTrajectories(**params).fit(X[::-1], y[::-1])
-    assert len(trained) == 2
+    for other, X_, y_ in (({**params, "lr": 0.02}, X, y), (params, X[::-1], y[::-1])):
+        assert ExpertTrajectories(**{**other, "n_experts": 1}).fit(X_, y_).n_resumed_ == 0
+    assert len(trained) == 4 and len(_expert_files(tmp_path / "ckpt")) == 4
+    assert {name: (tmp_path / "ckpt" / name).read_bytes() for name in files} == files
+    assert ExpertTrajectories(**params).fit(*digits_small).n_resumed_ == 2 and len(trained) == 4
 
 
 def test_expert_checkpoints_are_written_atomically(digits_small, tmp_path, monkeypatch):
@@ -209,11 +220,11 @@ def test_expert_checkpoints_are_written_atomically(digits_small, tmp_path, monke
     monkeypatch.undo()
     first_replace = next(i for i, e in enumerate(events) if e[0] == "replace")
     _, src, dst = events[first_replace]
-    assert Path(src).parent == ckpt and dst == str(ckpt / "expert_0000.npz")
+    assert Path(src).parent == ckpt and re.fullmatch(r"experts-[0-9a-f]{16}-0000\.npz", Path(dst).name)
     if os.path.exists("/proc/self/fd"):  # the temporary file itself was fsync'ed before the rename
         assert ("fsync", src) in events[:first_replace]
     # the crash left the finished expert whole and no partial file behind
-    assert sorted(p.name for p in ckpt.iterdir()) == ["expert_0000.npz"]
+    assert _expert_files(ckpt) == [Path(dst).name]
     resumed = ExpertTrajectories(**{**EXPERTS, "checkpoint_dir": ckpt}).fit(*digits_small)
     assert resumed.n_resumed_ == 1
 
@@ -222,11 +233,12 @@ def test_a_damaged_or_newer_expert_checkpoint_gives_a_clear_error(digits_small, 
     ckpt = tmp_path / "ckpt"
     params = {**EXPERTS, "n_experts": 1, "checkpoint_dir": ckpt}
     ExpertTrajectories(**params).fit(*digits_small)
-    path = ckpt / "expert_0000.npz"
+    (name,) = _expert_files(ckpt)
+    path = ckpt / name
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])  # cut short, as by a copy interrupted outside our writer
-    with pytest.raises(ValueError, match=r"expert_0000.npz is not a readable expert checkpoint file .*"
-                                         r"delete expert_0000.npz to train that expert again"):
+    with pytest.raises(ValueError, match=r"experts-\w{16}-0000\.npz is not a readable expert checkpoint file .*"
+                                         r"delete experts-\w{16}-0000\.npz to train that expert again"):
         ExpertTrajectories(**params).fit(*digits_small)
     path.write_bytes(good)
     with np.load(path) as archive:
@@ -234,8 +246,26 @@ def test_a_damaged_or_newer_expert_checkpoint_gives_a_clear_error(digits_small, 
     meta = json.loads(str(arrays.pop("metadata")))
     with open(path, "wb") as f:
         np.savez(f, metadata=np.array(json.dumps({**meta, "format_version": 99})), **arrays)
-    with pytest.raises(ValueError, match=r"expert_0000.npz has format_version=99; .*Upgrade ddcal-sklearn"):
+    with pytest.raises(ValueError, match=r"experts-\w{16}-0000\.npz has format_version=99; .*Upgrade ddcal-sklearn"):
         ExpertTrajectories(**params).fit(*digits_small)
+
+
+def test_expert_checkpoint_runs_hold_a_lock_and_old_names_still_load(experts, digits_small, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    params = {**EXPERTS, "n_experts": 1, "checkpoint_dir": ckpt}
+    ExpertTrajectories(**params).fit(*digits_small)
+    (name,) = _expert_files(ckpt)
+    lock = ckpt / f"{name[:-len('-0000.npz')]}.lock"
+    with FileLock(lock, timeout=0):  # a live fit of these very experts, in this or another process
+        with pytest.raises(ValueError, match=r"checkpoint_dir='.*ckpt' is in use by a live ExpertTrajectories fit "
+                                             r"of this very run.*or pass another checkpoint_dir"):
+            ExpertTrajectories(**params).fit(*digits_small)
+        ExpertTrajectories(**{**params, "lr": 0.02}).fit(*digits_small)  # another run goes on beside it
+    # expert_0000.npz, the name before one name per run, is still loaded when it is this run's
+    (ckpt / name).rename(ckpt / "expert_0000.npz")
+    loaded = ExpertTrajectories(**params).fit(*digits_small)
+    assert loaded.n_resumed_ == 1
+    np.testing.assert_array_equal(loaded.trajectories_[0], experts.trajectories_[0])
 
 
 @parametrize_with_checks(

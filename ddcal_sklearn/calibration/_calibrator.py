@@ -38,7 +38,7 @@ from sklearn.utils.validation import (
 )
 
 from ..masking import check_mask_ratio, mask_elements
-from ..utils import check_generator, check_label_types, draw_seed
+from ..utils import check_generator, check_label_types, draw_seed, naming_the_input
 from ._logits import check_scoring_classifier, logits, with_feature_names
 from ._persistence import (
     CALIBRATION_FORMAT_VERSION,  # noqa: F401  (importable from here, where it used to live)
@@ -102,13 +102,33 @@ class _MaskedTemperaturePair:
         self.temperature = temperature
         self.class_index = class_index  # columns of the calibrator's classes_ the estimator covers
 
-    def scaled_logits(self, X, n_classes, feature_names=None):
+    def scaled_logits(self, X, n_classes, feature_names=None, *, for_softmax=False):
+        """``logits / T`` in the calibrator's columns (-inf for classes the estimator lacks).
+
+        Finite logits of 1e306 divided by a temperature below 1 overflow to inf, and
+        ``inf - inf`` is NaN: ``for_softmax=True`` then subtracts each row's largest logit
+        first, which softmax ignores (only then, so that ordinary inputs keep their exact
+        values). Without it, an overflow is a ValueError naming X.
+        """
         scores = logits(self.estimator, X, feature_names)
+        with np.errstate(over="ignore"):
+            scaled = scores / self.temperature
+            if for_softmax and not np.isfinite(scaled).all():
+                scaled = (scores - scores.max(axis=1, keepdims=True)) / self.temperature
+        if not for_softmax and not np.isfinite(scaled).all():
+            raise _overflow_error(scores, self.temperature)
         if np.array_equal(self.class_index, np.arange(n_classes)):
-            return scores / self.temperature
+            return scaled
         out = np.full((_num_samples(X), n_classes), -np.inf)
-        out[:, self.class_index] = scores / self.temperature
+        out[:, self.class_index] = scaled
         return out
+
+
+def _overflow_error(scores, temperature):
+    return ValueError(
+        f"The calibrated logits (logits / T, with T={temperature:.3g}) of X overflow float64: the estimator's "
+        f"logits reach magnitude {np.abs(scores).max():.3g}, so X looks far outside the scale of the data it "
+        "was fitted and calibrated on. predict_proba still gives its probabilities.")
 
 
 def _mask_inputs(X, mask_ratio, rng):
@@ -373,8 +393,10 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         """Numeric X (arrays of any rank, CSR/CSC), finite where a mask is applied."""
         check_label_types(y)  # before NumPy turns [0, "a"] into strings
         _check_numeric_samples(X)
-        X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
-                             ensure_all_finite=False)
+        with naming_the_input(X, y, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
+                              ensure_all_finite=False):
+            X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
+                                 ensure_all_finite=False)
         values = X.data if sp.issparse(X) else X
         if masking and values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(
@@ -382,7 +404,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
                 f"X first, or use mask_ratio=0 (got mask_ratio={self.mask_ratio!r}) to leave them to an "
                 "estimator that handles them, such as a pipeline starting with SimpleImputer."
             )
-        check_classification_targets(y)
+        with naming_the_input(X, y, culprit="y"):
+            check_classification_targets(y)
         return X, y
 
     def _check_folds(self, y_index):
@@ -456,7 +479,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         X, y = self._validate_fit_input(X, y, masking=any(r > 0.0 for r in mask_ratios))
         names = getattr(self, "feature_names_in_", None)  # set by validate_data for a DataFrame
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            with naming_the_input(X, culprit="sample_weight"):
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         rng = check_generator(self.random_state)
 
         frozen = isinstance(estimator, FrozenEstimator)
@@ -557,8 +581,9 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         check_is_fitted(self)
         _check_numeric_samples(X)
         # predictions use clean inputs: NaN is the estimator's business, as in CalibratedClassifierCV
-        return validate_data(self, X, reset=False, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
-                             ensure_all_finite=False)
+        with naming_the_input(X):
+            return validate_data(self, X, reset=False, allow_nd=True, dtype="numeric",
+                                 accept_sparse=_ACCEPT_SPARSE, ensure_all_finite=False)
 
     def predict_proba(self, X):
         """Calibrated probabilities: softmax of clean logits / T, averaged over pairs.
@@ -575,7 +600,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         n_classes = len(self.classes_)
         proba = np.zeros((_num_samples(X), n_classes))
         for pair in self.calibrated_classifiers_:
-            scaled = pair.scaled_logits(X, n_classes, getattr(self, "feature_names_in_", None))
+            scaled = pair.scaled_logits(X, n_classes, getattr(self, "feature_names_in_", None), for_softmax=True)
             proba += np.exp(scaled - logsumexp(scaled, axis=1, keepdims=True))
         return proba / len(self.calibrated_classifiers_)
 
@@ -599,7 +624,11 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         else:
             scores = np.log(np.clip(self.predict_proba(X), np.finfo(np.float64).tiny, None))
         if len(self.classes_) == 2:
-            return scores[:, 1] - scores[:, 0]
+            with np.errstate(over="ignore", invalid="ignore"):
+                margin = scores[:, 1] - scores[:, 0]
+            if np.isnan(margin).any() or (np.isinf(margin) & np.isfinite(scores).all(axis=1)).any():
+                raise _overflow_error(scores[np.isfinite(scores)], self.calibrated_classifiers_[0].temperature)
+            return margin
         return scores
 
     def predict(self, X):
@@ -708,7 +737,9 @@ def load_calibration(path, estimator):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a saved calibration, is corrupted, comes from a newer
+        If the file is not a regular file or not a saved calibration, is corrupted
+        (temperatures no fit can produce: anything but 1 to 1000 finite numbers in
+        ``fit_temperature``'s range ``[exp(-10), exp(10)]``), comes from a newer
         format version, or does not match ``estimator``.
     NotFittedError
         If ``estimator`` is not fitted.

@@ -5,6 +5,8 @@ import scipy.sparse as sp
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils import naming_the_input
+
 # Added to predict_proba before the log, as scikit-learn's temperature scaling does
 # (sklearn.calibration._convert_to_logits), so that exact zeros (trees, forests) give
 # finite logits of log(1e-12) ~ -27.6 and the same temperature as CalibratedClassifierCV.
@@ -91,18 +93,19 @@ def logits(estimator, X, feature_names=None):
     """
     if feature_names is not None and hasattr(estimator, "feature_names_in_"):
         X = with_feature_names(X, feature_names)
+    with naming_the_input(X):  # the estimator's own "Found array with dim 3" names no argument
+        scores = np.asarray(estimator.decision_function(X) if hasattr(estimator, "decision_function")
+                            else estimator.predict_proba(X), dtype=np.float64)
     if hasattr(estimator, "decision_function"):
-        scores = np.asarray(estimator.decision_function(X), dtype=np.float64)
         if scores.ndim == 1 or scores.shape[1] == 1:  # binary margin of classes_[1]
             margin = scores.reshape(-1, 1)
             scores = np.hstack([-margin, margin])
     else:
-        proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
-        scores = np.log(proba + PROBA_LOG_EPS)
+        scores = np.log(scores + PROBA_LOG_EPS)
     if not np.all(np.isfinite(scores)):
         raise ValueError(
-            f"{type(estimator).__name__} returned non-finite logits; the temperature "
-            "cannot be fitted. Check the estimator and its inputs."
+            f"{type(estimator).__name__} returned non-finite logits for X; the temperature "
+            "cannot be fitted, nor probabilities computed. Check the estimator and the scale of X."
         )
     return scores
 

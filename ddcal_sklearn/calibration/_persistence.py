@@ -7,6 +7,8 @@ are stored: never an estimator, never pickle.
 """
 
 import json
+import math
+import numbers
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
@@ -19,10 +21,13 @@ from ..utils import (
     atomic_write,
     check_format_version,
     is_jsonable,
+    open_regular_file,
+    parse_json,
     to_jsonable,
 )
+from ._temperature import LOG_BETA_BOUNDS
 
-__all__ = ["CALIBRATION_FORMAT", "CALIBRATION_FORMAT_VERSION", "read_calibration_state",
+__all__ = ["CALIBRATION_FORMAT", "CALIBRATION_FORMAT_VERSION", "MAX_SAVED_TEMPERATURES", "read_calibration_state",
            "saved_temperatures", "write_calibration_state"]
 
 # The JSON files of MaskedTemperatureCalibrator.save_calibration / load_calibration.
@@ -30,6 +35,53 @@ CALIBRATION_FORMAT = "ddcal_sklearn.MaskedTemperatureCalibrator"
 # 2: a binary decision_function margin d is scaled as the logits (-d, d) (scikit-learn's
 # convention) instead of (0, d); version-1 temperatures of such estimators are doubled on load.
 CALIBRATION_FORMAT_VERSION = 2
+
+# The temperatures fit_temperature can produce, T = exp(-log_beta) with log_beta in LOG_BETA_BOUNDS,
+# widened by a relative 1e-9 for the rounding of exp: a file holding anything else (5e-324 gives
+# NaN probabilities) was not written by a fit.
+_TEMPERATURE_RANGE = (math.exp(-LOG_BETA_BOUNDS[1]) * (1 - 1e-9), math.exp(-LOG_BETA_BOUNDS[0]) * (1 + 1e-9))
+#: The most temperatures a calibration file holds: a fit keeps one per cross-validation fold
+#: (``ensemble=True``), and ``predict_proba`` evaluates the estimator once per temperature. Over 1000
+#: folds is leave-one-out on more than 1000 samples, each temperature fitted on one sample, at
+#: 1000 evaluations per prediction; no useful calibration needs it, and a file claiming tens of
+#: thousands would make every prediction take that many passes.
+MAX_SAVED_TEMPERATURES = 1000
+
+
+def _real_numbers(values, name):
+    """``values`` as a float64 array if it is a list of JSON numbers (not booleans, not strings)."""
+    if not isinstance(values, list) or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be a list of numbers, got {_short_repr(values)}")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _short_repr(value, width=80):
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a JSON number (save_calibration writes only finite numbers)")
+
+
+def _check_temperatures(values):
+    """The temperatures as a float64 array if a fit can have produced them; the rule of writer and reader.
+
+    One to :data:`MAX_SAVED_TEMPERATURES` finite real numbers (not booleans, not strings)
+    within the bounds of :func:`~ddcal_sklearn.fit_temperature` (``exp(-10)`` to
+    ``exp(10)``); ValueError otherwise.
+    """
+    temperatures = _real_numbers(values, "temperatures")
+    low, high = _TEMPERATURE_RANGE
+    if not 1 <= temperatures.size <= MAX_SAVED_TEMPERATURES:
+        raise ValueError(f"temperatures must hold 1 to {MAX_SAVED_TEMPERATURES} values (one per cross-validation "
+                         f"fold), got {temperatures.size}")
+    outside = temperatures[~((temperatures >= low) & (temperatures <= high))]  # NaN fails both
+    if outside.size:
+        raise ValueError(f"temperatures must be finite numbers in [exp(-10), exp(10)] = [{low:.6g}, {high:.6g}] "
+                         f"(the range of fit_temperature), got {outside[:5].tolist()}")
+    return temperatures
 
 
 def write_calibration_state(calibrator, path):
@@ -46,6 +98,13 @@ def write_calibration_state(calibrator, path):
             "pickle or joblib can save: joblib.dump(calibrator, path), and load such files "
             "only from sources you trust."
         )
+    if len(calibrator.temperatures_) > MAX_SAVED_TEMPERATURES:
+        raise ValueError(
+            f"save_calibration writes at most {MAX_SAVED_TEMPERATURES} temperatures (one per cross-validation "
+            f"fold), and this calibrator holds {len(calibrator.temperatures_)}: fit it with fewer folds or "
+            "ensemble=False, or save it with joblib.dump."
+        )
+    _check_temperatures([float(t) for t in calibrator.temperatures_])
     params, unsaved = {}, []
     for name, value in calibrator.get_params(deep=False).items():
         if name == "estimator":
@@ -83,16 +142,21 @@ def write_calibration_state(calibrator, path):
 
 
 def read_calibration_state(path):
-    """The validated JSON state of a saved calibration (a Bunch); ValueError for anything else."""
+    """The validated JSON state of a saved calibration (a Bunch); ValueError for anything else.
+
+    Read with the rules of the writer: only a regular file, temperatures a fit can
+    produce (:func:`_check_temperatures`), JSON of any nesting reported as ValueError.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular_file(path, what="calibration file") as file:
+            text = file.read().decode("utf-8")
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a readable calibration file: {exc}") from exc
     try:
-        state = json.loads(text)
-    except json.JSONDecodeError as exc:
+        state = parse_json(text, parse_constant=_refuse_constant)  # the writer's allow_nan=False
+    except ValueError as exc:  # JSONDecodeError, NaN or Infinity, or nesting too deep
         raise ValueError(f"{path} is not a saved calibration (invalid JSON: {exc}).") from exc
     if not isinstance(state, dict) or state.get("format") != CALIBRATION_FORMAT:
         raise ValueError(
@@ -105,11 +169,7 @@ def read_calibration_state(path):
         classes = state["classes"]
         if not isinstance(classes, list) or len(classes) < 2 or len(set(map(repr, classes))) != len(classes):
             raise ValueError(f"classes must be a list of at least 2 distinct labels, got {classes!r}")
-        temperatures = np.asarray(state["temperatures"], dtype=np.float64)
-        if temperatures.ndim != 1 or temperatures.size == 0 or not np.all(np.isfinite(temperatures)) \
-                or not np.all(temperatures > 0):
-            raise ValueError(f"temperatures must be a non-empty list of positive numbers, got "
-                             f"{state['temperatures']!r}")
+        temperatures = _check_temperatures(state["temperatures"])
         mask_ratio = check_mask_ratio(state["mask_ratio"])
         n_features = state["n_features_in"]
         if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
@@ -120,8 +180,8 @@ def read_calibration_state(path):
             raise ValueError(f"feature_names_in must be null or {n_features} strings, got {names!r}")
         losses = state["mask_ratio_losses"]
         if losses is not None:
-            losses = Bunch(mask_ratios=np.asarray(losses["mask_ratios"], dtype=np.float64),
-                           losses=np.asarray(losses["losses"], dtype=np.float64))
+            losses = Bunch(mask_ratios=_real_numbers(losses["mask_ratios"], "mask_ratio_losses.mask_ratios"),
+                           losses=_real_numbers(losses["losses"], "mask_ratio_losses.losses"))
             if losses.mask_ratios.ndim != 1 or losses.mask_ratios.shape != losses.losses.shape:
                 raise ValueError("mask_ratio_losses must hold mask_ratios and losses of equal length")
         params = state["params"]

@@ -5,6 +5,8 @@ Shared by the calibrator, the analyses and the study app: :func:`fit_temperature
 :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` chooses among several mask ratios).
 """
 
+import re
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
@@ -39,11 +41,32 @@ def _check_class_indices(y, n_rows, n_classes):
     return y
 
 
+def _naming(name, check, *args, **kwargs):
+    """``check(*args, **kwargs)``, its TypeError or ValueError re-raised naming ``name`` if it does not.
+
+    scikit-learn's checks say "Expected 2D array, got 1D array instead" or "Found array with 0
+    sample(s)" without saying which argument; the caller must know which one to fix.
+    """
+    try:
+        return check(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        if re.search(rf"(?<![\w.]){name}(?!\w)", str(exc)):
+            raise
+        raise type(exc)(f"{name}: {exc}") from exc
+
+
+def _as_logits(logits, name, *, ensure_all_finite=True):
+    """``logits`` as a 2-D float64 array with at least one row and column; errors name ``name``."""
+    return _naming(name, check_array, logits, dtype=np.float64, ensure_all_finite=ensure_all_finite,
+                   input_name=name)
+
+
 def _check_weights(sample_weight, logits):
     """Non-negative, finite float64 weights, one per row, not all zero (or None)."""
     if sample_weight is None:
         return None
-    return _check_sample_weight(sample_weight, logits, dtype=np.float64, ensure_non_negative=True)
+    return _naming("sample_weight", _check_sample_weight, sample_weight, logits, dtype=np.float64,
+                   ensure_non_negative=True)
 
 
 def _temperature_from_logits(logits, y, sample_weight=None):
@@ -114,14 +137,14 @@ def fit_temperature(logits, y, sample_weight=None):
     >>> bool(fit_temperature(3 * logits, y, sample_weight=weights) < 1.0)  # sharper
     True
     """
-    logits = check_array(logits, dtype=np.float64, input_name="logits")
+    logits = _as_logits(logits, "logits")
     y = _check_class_indices(y, len(logits), logits.shape[1])
     return _temperature_from_logits(logits, y, _check_weights(sample_weight, logits))
 
 
 def _check_selection_logits(array, y, name):
     """2-D float64 logits that may be -inf (a class unseen by a fold), with finite true-class entries."""
-    array = check_array(array, dtype=np.float64, ensure_all_finite=False, input_name=name)
+    array = _as_logits(array, name, ensure_all_finite=False)
     if np.isnan(array).any() or np.isposinf(array).any():
         raise ValueError(f"{name} must not contain NaN or +inf (-inf marks a class the estimator never saw).")
     if y is not None and not np.isfinite(array[np.arange(len(y)), y]).all():
@@ -186,7 +209,7 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
     """
     if loss not in _SELECTION_LOSSES:
         raise ValueError(f"loss must be one of {_SELECTION_LOSSES}, got {loss!r}.")
-    clean = check_array(clean_logits, dtype=np.float64, ensure_all_finite=False, input_name="clean_logits")
+    clean = _as_logits(clean_logits, "clean_logits", ensure_all_finite=False)
     y_index = _check_class_indices(y, len(clean), clean.shape[1])
     clean = _check_selection_logits(clean, y_index, "clean_logits")
     masked_by_ratio = [_check_selection_logits(m, y_index, "masked_logits") for m in masked_logits]

@@ -1,5 +1,6 @@
 """``DatasetDistiller``: learn a small synthetic image set from real data (a sampler)."""
 
+import contextlib
 import json
 import numbers
 import os
@@ -17,14 +18,14 @@ from tqdm.auto import tqdm
 from ..masking import check_mask_ratio
 from ..nn import SiameseAugment, build_network
 from ..utils import (
+    RunCheckpoint,
     check_generator,
+    check_input_scale,
     check_label_types,
     check_network_input,
     draw_seed,
     image_estimator_tags,
     is_jsonable,
-    read_checkpoint,
-    remove_stale_temporaries,
     resolve_device,
     run_fingerprint,
     save_checkpoint,
@@ -35,6 +36,8 @@ from ._synthetic_set import save_synthetic_set
 
 #: version of the checkpoint layout; a file with a larger one is refused with a clear error
 CHECKPOINT_FORMAT_VERSION = 1
+#: a run's checkpoint is ``distiller-<digest of its fingerprint>.pt``; ``distiller.pt`` (the name before
+#: one file per run) is still read when its fingerprint is the run's
 CHECKPOINT_NAME = "distiller.pt"
 _CHECKPOINT_KIND = "ddcal_sklearn.DatasetDistiller checkpoint"
 #: what a checkpoint holds (see the Notes of DatasetDistiller), and the type of each entry
@@ -143,10 +146,11 @@ class DatasetDistiller(BaseEstimator):
         1 shows a tqdm progress bar with the loss.
     checkpoint_dir : str, path-like or None, default=None
         Directory for checkpoints (created if needed); None writes none. The loop's
-        whole state is written to ``<checkpoint_dir>/distiller.pt`` every
+        whole state is written to ``<checkpoint_dir>/distiller-<digest>.pt`` every
         ``checkpoint_every`` iterations and at the end, and a later ``fit`` with the
-        same parameters and data resumes from it (see Notes). Use one directory
-        per run. Each ``fit`` then hashes ``X`` once (SHA-256, about a second per
+        same parameters and data resumes from it (see Notes). Runs with other
+        parameters or data may share the directory (a ``GridSearchCV``): each has its
+        own file. Each ``fit`` hashes ``X`` once (SHA-256, about a second per
         gigabyte) to recognise its run.
     checkpoint_every : int, default=100
         Iterations between two checkpoints. Each one copies the state to the host
@@ -191,17 +195,30 @@ class DatasetDistiller(BaseEstimator):
     ``<checkpoint_dir>/experts`` (one file per finished expert), so a resumed fit does
     not train them again.
 
-    A ``fit`` that finds a checkpoint resumes after its last saved iteration
+    A ``fit`` that finds its run's checkpoint resumes after its last saved iteration
     (``start_iteration_``); on the CPU, with the same number of torch threads, the
-    result equals the uninterrupted run's bit for bit. The checkpoint records a
-    fingerprint of the run: every parameter but ``verbose`` and ``checkpoint_*``
-    (``device`` by its type; a fitted ``experts`` by a digest of its trajectories), a
-    SHA-256 of ``X`` and ``y`` with their shapes, and the format version. A checkpoint
-    whose fingerprint differs is an error naming what differs, never resumed nor
-    overwritten: silently starting afresh would destroy hours of work after a typo,
-    and resuming would mix two runs. A damaged file or one of a newer format is an
-    error naming the file. With ``random_state`` None (or a generator object), a
-    resumed fit continues the saved run's own random streams.
+    result equals the uninterrupted run's bit for bit. A run is identified by its
+    fingerprint: every parameter but ``verbose`` and ``checkpoint_*`` (``device`` by its
+    type; a fitted ``experts`` by a digest of its trajectories), a SHA-256 of ``X`` and
+    ``y`` with their shapes, and the format version. Its file is named after it
+    (``distiller-<digest>.pt``, the first 16 hex digits of the SHA-256 of the
+    fingerprint), so runs with other parameters or data never overwrite each other in
+    a shared directory, and each ``GridSearchCV`` candidate resumes its own. A
+    ``distiller.pt`` written before this naming is still resumed when its fingerprint
+    matches (it is never written again). A file of this run that is damaged, of a
+    newer format, or holds another run's fingerprint (renamed by hand) is an error
+    naming the file.
+
+    **Runs that share a directory.** A ``fit`` holds an advisory lock of its run
+    (``distiller-<digest>.lock``, via the ``filelock`` package; the operating system
+    releases it when the process dies, even by SIGKILL) from start to end. A second
+    ``fit`` of the same run while the first is alive, in this process or another, is
+    refused with a ``ValueError`` (wait for the first, or pass another
+    ``checkpoint_dir``); fits of other runs go on side by side. Temporary files of an
+    interrupted write (``distiller-<digest>.pt.*.tmp``) are removed by the next ``fit``
+    of their run, under its lock, so never while the run that writes them is alive. With
+    ``random_state`` None (or a generator object), a resumed fit continues the saved
+    run's own random streams.
 
     Examples
     --------
@@ -272,6 +289,7 @@ class DatasetDistiller(BaseEstimator):
                 "directory (it is created if missing), or None for no checkpoints."
             )
         check_network_input(X, self.augment, owner="DatasetDistiller")
+        check_input_scale(X, owner="DatasetDistiller")  # before the loop reports an overflow as a divergence
         check_classification_targets(y)
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
@@ -301,13 +319,17 @@ class DatasetDistiller(BaseEstimator):
         Raises
         ------
         ValueError
-            Besides invalid parameters or data: if ``checkpoint_dir`` holds a
-            checkpoint of another run, a damaged one, or one of a newer format.
+            Besides invalid parameters or data: if ``X`` looks unnormalised (values
+            beyond 1e6 in magnitude, which overflow the float32 loop; the message
+            says how to normalise); if ``checkpoint_dir`` holds this
+            run's checkpoint damaged, of a newer format, or renamed from another
+            run's, or if a live fit of the same run holds it (see Notes).
             A fit that raises leaves the estimator as it was before (fitted or not).
         """
         saved = {name: value for name, value in vars(self).items() if name.endswith("_")}
         try:
-            return self._fit(X, y)
+            with contextlib.ExitStack() as held:  # the run's checkpoint lock, held until the fit ends
+                return self._fit(X, y, held)
         except BaseException:
             # no mixed state: the previous fit's attributes, all of them, or none
             for name in [name for name in vars(self) if name.endswith("_")]:
@@ -315,7 +337,7 @@ class DatasetDistiller(BaseEstimator):
             vars(self).update(saved)
             raise
 
-    def _fit(self, X, y):
+    def _fit(self, X, y, held):
         check_label_types(y)  # before NumPy turns [0, "a"] into strings
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float32, np.float64))
         device, strategy = self._check_configuration(X, y)
@@ -324,18 +346,18 @@ class DatasetDistiller(BaseEstimator):
         n_classes = len(classes)
         y_index = encoder.transform(y)
 
-        checkpoint = fingerprint = None
+        checkpoint = fingerprint = files = None
         if self.checkpoint_dir is not None:
             params = self.get_params(deep=False)
             if self.method_params is not None:  # deprecated spelling: fingerprinted as the strategy it makes
                 params.update(method=strategy, method_params=None)
             fingerprint = run_fingerprint(params, X, y_index, classes, device,
                                           format_version=CHECKPOINT_FORMAT_VERSION)
-            checkpoint = read_checkpoint(
-                self._checkpoint_path(), kind=_CHECKPOINT_KIND, owner="DatasetDistiller",
-                format_version=CHECKPOINT_FORMAT_VERSION, expected=_CHECKPOINT_KEYS, fingerprint=fingerprint,
-                checkpoint_dir=self.checkpoint_dir, check=_check_seeds)
-            remove_stale_temporaries(self._checkpoint_path())
+            # this run's own file and lock (a live fit of the same run is refused); its dead fits' temporaries go
+            files = held.enter_context(
+                RunCheckpoint(self.checkpoint_dir, CHECKPOINT_NAME, fingerprint, owner="DatasetDistiller"))
+            checkpoint = files.read(kind=_CHECKPOINT_KIND, format_version=CHECKPOINT_FORMAT_VERSION,
+                                    expected=_CHECKPOINT_KEYS, check=_check_seeds)
         rng = check_generator(self.random_state)
         seeds = (draw_seed(rng), draw_seed(rng))
         if checkpoint is not None:  # equal for an int random_state; None resumes its own run's streams
@@ -369,10 +391,11 @@ class DatasetDistiller(BaseEstimator):
         start = 0
         if checkpoint is not None:
             # after every set-up draw, so the restored generators continue exactly where they stopped
-            start = self._restore_checkpoint(checkpoint, X_syn, optimizer, run, (gen_device, gen_cpu), losses)
+            start = self._restore_checkpoint(checkpoint, files.source, X_syn, optimizer, run,
+                                             (gen_device, gen_cpu), losses)
 
         def write_checkpoint(n_done):
-            save_checkpoint(self._checkpoint_path(), {
+            save_checkpoint(files.path, {
                 "fingerprint": json.dumps(fingerprint, sort_keys=True), "iteration": n_done, "seeds": list(seeds),
                 "X_synthetic": X_syn, "optimizer": optimizer.state_dict(), "strategy": run.state_dict(),
                 "generator_device": gen_device.get_state(), "generator_cpu": gen_cpu.get_state(),
@@ -417,12 +440,9 @@ class DatasetDistiller(BaseEstimator):
             setattr(self, name, value)
         return self
 
-    def _checkpoint_path(self):
-        return Path(self.checkpoint_dir) / CHECKPOINT_NAME
-
-    def _restore_checkpoint(self, checkpoint, X_syn, optimizer, run, generators, losses):
-        """Load a (fingerprint-checked) checkpoint into the freshly built loop; return its iteration."""
-        path = self._checkpoint_path()
+    def _restore_checkpoint(self, checkpoint, path, X_syn, optimizer, run, generators, losses):
+        """Load a (fingerprint-checked) checkpoint, read from ``path``, into the freshly built loop; return its
+        iteration."""
         try:
             iteration = checkpoint["iteration"]
             if not 0 <= iteration <= self.n_iterations:

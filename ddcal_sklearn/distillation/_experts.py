@@ -7,6 +7,7 @@ trains them once, stores them as flat parameter vectors, and saves and loads the
 without pickle, so the expensive part of MTT can be reused across distillations.
 """
 
+import contextlib
 import json
 import numbers
 import os
@@ -33,7 +34,10 @@ from ..nn import (
     unflatten_parameters,
 )
 from ..utils import (
+    RunCheckpoint,
     check_generator,
+    check_input_scale,
+    check_label_types,
     check_network_input,
     draw_seed,
     image_estimator_tags,
@@ -111,6 +115,14 @@ def _train_expert(net, X, y, *, n_epochs, lr, momentum, weight_decay, batch_size
     return trajectory, train_loss
 
 
+def non_finite_experts(trajectories):
+    """Indices of the experts whose trajectory (``trajectories[k]``) holds NaN or inf.
+
+    One expert at a time, so the check never holds more than one trajectory's mask.
+    """
+    return [k for k, trajectory in enumerate(trajectories) if not np.isfinite(trajectory).all()]
+
+
 class ExpertTrajectories(BaseEstimator):
     """Train expert networks on real data and record their parameters at every epoch.
 
@@ -146,11 +158,12 @@ class ExpertTrajectories(BaseEstimator):
     net_params : dict or None, default=None
         As in :class:`~ddcal_sklearn.DatasetDistiller` (e.g. ``{"width": 128, "depth": 3}``).
     checkpoint_dir : str, path-like or None, default=None
-        If given, every finished expert is written there (``expert_0000.npz``, ...),
-        and a later ``fit`` with the same data and parameters loads the finished
-        experts instead of training them again (resuming an interrupted fit). A file
-        written by a fit with other data or parameters is an error, never silently
-        reused or overwritten.
+        If given, every finished expert is written there
+        (``experts-<digest>-0000.npz``, ...; see Notes), and a later ``fit`` with the
+        same data and parameters loads the finished experts instead of training them
+        again (resuming an interrupted fit). Fits with other data or parameters may
+        share the directory: each has its own files, never reused nor overwritten by
+        another.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
     random_state : None, int, numpy Generator or RandomState, default=None
         Source of every random draw. Expert ``k`` gets its own streams, drawn up front,
@@ -178,6 +191,25 @@ class ExpertTrajectories(BaseEstimator):
     n_features_in_ : int
     n_resumed_ : int
         Experts loaded from ``checkpoint_dir`` rather than trained in the last ``fit``.
+
+    Notes
+    -----
+    **Checkpoints.** A run is identified by a fingerprint of every parameter but
+    ``n_experts``, ``verbose`` and ``checkpoint_dir`` (expert ``k`` is the same whatever
+    the number of experts, so a fit with more experts reuses the finished ones), of the
+    data (SHA-256) and of the device type. Its files are named after it: expert ``k``
+    is ``experts-<digest>-<k:04d>.npz``, the digest being the first 16 hex digits of
+    the SHA-256 of the fingerprint, so runs with other parameters or data never
+    overwrite each other in a shared directory (a grid search over
+    ``DatasetDistiller(method="mtt")``, whose experts live in
+    ``<checkpoint_dir>/experts``). Files of the layout before these names
+    (``expert_0000.npz``) are still loaded when their fingerprint matches. A ``fit``
+    holds an advisory lock of its run (``experts-<digest>.lock``, via the ``filelock``
+    package; released by the operating system when the process dies) while it trains:
+    a second ``fit`` of the same experts while the first is alive is refused with a
+    ``ValueError`` (wait for it, then fit again to load its experts, or pass fitted
+    experts, or another ``checkpoint_dir``), and the temporary files of interrupted
+    writes are removed only by a later ``fit`` of their own run, under its lock.
 
     Examples
     --------
@@ -232,6 +264,7 @@ class ExpertTrajectories(BaseEstimator):
     def _check_configuration(self, X, y):
         device = resolve_device(self.device)
         check_network_input(X, self.augment, owner="ExpertTrajectories")
+        check_input_scale(X, owner="ExpertTrajectories")  # before an overflow reads as a divergence
         check_classification_targets(y)
         if len(np.unique(y)) < 2:
             raise ValueError(f"y has only one class ({y[0]!r}); experts need at least 2 classes.")
@@ -244,30 +277,40 @@ class ExpertTrajectories(BaseEstimator):
         fingerprint = run_fingerprint(params, X, y_index, self.classes_, device, format_version=FORMAT_VERSION)
         return json.dumps(fingerprint, sort_keys=True)
 
-    def _checkpoint_path(self, k):
-        return Path(self.checkpoint_dir) / f"expert_{k:04d}.npz"
+    @staticmethod
+    def _checkpoint_path(files, k):
+        """Expert ``k``'s file of the run ``files`` (a :class:`RunCheckpoint`): ``experts-<digest>-0000.npz``."""
+        return files.file(f"-{k:04d}.npz")
 
-    def _load_checkpoint(self, k, fingerprint, n_params):
-        path = self._checkpoint_path(k)
-        if not path.exists():
-            return None
-        try:
-            arrays, meta = read_npz(path, ("trajectory", "train_loss"), what="expert checkpoint file",
-                                    format_version=FORMAT_VERSION)
-        except ValueError as exc:
-            raise ValueError(
-                f"{exc} (in checkpoint_dir={str(self.checkpoint_dir)!r}; delete {path.name} to train "
-                "that expert again)"
-            ) from exc
-        if meta.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"checkpoint_dir={str(self.checkpoint_dir)!r} holds {path.name} from a fit with other "
-                "data or parameters; use another checkpoint_dir, or delete the old files to start over."
-            )
-        trajectory, train_loss = arrays["trajectory"], arrays["train_loss"]
-        if trajectory.shape != (self.n_epochs + 1, n_params) or train_loss.shape != (self.n_epochs,):
-            raise ValueError(f"{path} has arrays of unexpected shapes {trajectory.shape}, {train_loss.shape}.")
-        return trajectory.astype(np.float32, copy=False), train_loss.astype(np.float32, copy=False)
+    def _load_checkpoint(self, k, files, n_params):
+        """Expert ``k`` of this run (None if not saved yet): its own file, else one of the layout before one
+        name per run (``expert_0000.npz``) whose fingerprint is this run's (another run's is left alone)."""
+        own = self._checkpoint_path(files, k)
+        for path in (own, files.directory / f"expert_{k:04d}.npz"):
+            if not os.path.lexists(path):
+                continue
+            try:
+                arrays, meta = read_npz(path, ("trajectory", "train_loss"), what="expert checkpoint file",
+                                        format_version=FORMAT_VERSION)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} (in checkpoint_dir={str(self.checkpoint_dir)!r}; delete {path.name} to train "
+                    "that expert again)"
+                ) from exc
+            if meta.get("fingerprint") != files.fingerprint:
+                if path != own:
+                    continue  # another run's expert of the old layout
+                raise ValueError(
+                    f"{path.name} in checkpoint_dir={str(self.checkpoint_dir)!r} is named for this run but was "
+                    "written by a fit with other data or parameters: it was renamed or copied. Delete it to "
+                    "train that expert again."
+                )
+            trajectory, train_loss = arrays["trajectory"], arrays["train_loss"]
+            if trajectory.shape != (self.n_epochs + 1, n_params) or train_loss.shape != (self.n_epochs,):
+                raise ValueError(f"{path} has arrays of unexpected shapes {trajectory.shape}, "
+                                 f"{train_loss.shape}.")
+            return trajectory.astype(np.float32, copy=False), train_loss.astype(np.float32, copy=False)
+        return None
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -282,6 +325,13 @@ class ExpertTrajectories(BaseEstimator):
         Returns
         -------
         self : ExpertTrajectories
+
+        Raises
+        ------
+        ValueError
+            Besides invalid parameters or data: if ``X`` looks unnormalised (values
+            beyond 1e6 in magnitude), or if an expert diverges (NaN or infinite
+            parameters: lower ``lr``); NaN trajectories are never returned.
         """
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float32, np.float64))
         device = self._check_configuration(X, y)
@@ -310,10 +360,16 @@ class ExpertTrajectories(BaseEstimator):
         trajectories = np.empty((self.n_experts, self.n_epochs + 1, n_params), dtype=np.float32)
         train_loss = np.empty((self.n_experts, self.n_epochs), dtype=np.float32)
         self.n_resumed_ = 0
+        held, files = contextlib.ExitStack(), None
         progress = tqdm(total=self.n_experts * self.n_epochs, disable=not self.verbose, desc="experts")
         try:
+            if fingerprint is not None:
+                # this run's files and lock, held until the last expert is written: a live fit of the same
+                # experts is refused; the temporary files of its dead fits are removed
+                files = held.enter_context(RunCheckpoint(self.checkpoint_dir, "experts", fingerprint,
+                                                         owner="ExpertTrajectories"))
             for k, (seed_device, seed_cpu) in enumerate(seeds):
-                saved = self._load_checkpoint(k, fingerprint, n_params) if fingerprint else None
+                saved = self._load_checkpoint(k, files, n_params) if files is not None else None
                 if saved is not None:
                     trajectories[k], train_loss[k] = saved
                     self.n_resumed_ += 1
@@ -329,12 +385,23 @@ class ExpertTrajectories(BaseEstimator):
                 )
                 trajectories[k] = trajectory.cpu().numpy()  # one host sync per expert
                 train_loss[k] = losses.cpu().numpy()
-                if fingerprint is not None:
-                    write_npz(self._checkpoint_path(k),
+                if non_finite_experts(trajectories[k:k + 1]):  # before a checkpoint keeps it
+                    raise ValueError(
+                        f"Expert training diverged: expert {k}'s parameters hold NaN or inf after training with "
+                        f"lr={self.lr!r} (momentum={self.momentum!r}). Lower lr (for experts that "
+                        "DatasetDistiller(method='mtt') trains itself: TrajectoryMatching(lr_teacher=...)).")
+                if files is not None:
+                    write_npz(self._checkpoint_path(files, k),
                               {"trajectory": trajectories[k], "train_loss": train_loss[k]},
                               {"fingerprint": fingerprint, "expert": k}, format_version=FORMAT_VERSION)
         finally:
             progress.close()
+            held.close()  # releases the run's lock
+        bad = non_finite_experts(trajectories)  # only experts read from checkpoint_dir can get here
+        if bad:
+            raise ValueError(
+                f"experts {bad} read from checkpoint_dir={str(self.checkpoint_dir)!r} hold NaN or inf parameters: "
+                "their files are damaged; delete them to train those experts again.")
         self.trajectories_ = trajectories
         self.train_loss_ = train_loss
         return self
@@ -396,13 +463,19 @@ class ExpertTrajectories(BaseEstimator):
         Returns
         -------
         experts : ExpertTrajectories
-            Fitted, with the saved parameters.
+            Fitted, with the saved parameters except ``checkpoint_dir``, which is
+            always None: a path is never taken from a file (one that lies could point
+            a later ``fit`` at any folder, ``../`` included). Set it yourself to
+            checkpoint a new ``fit``.
 
         Raises
         ------
+        FileNotFoundError
+            If ``path`` does not exist.
         ValueError
-            If the file is not an ExpertTrajectories file, is corrupted, or comes from a
-            newer format.
+            If the file is not a regular file or not an ExpertTrajectories file, is
+            corrupted (invalid parameters, inconsistent shapes, NaN or infinite
+            trajectories: what ``fit`` never returns), or comes from a newer format.
         """
         arrays, meta = read_npz(path, ("trajectories", "train_loss", "classes"), what="ExpertTrajectories file",
                                 format_version=FORMAT_VERSION)
@@ -412,7 +485,9 @@ class ExpertTrajectories(BaseEstimator):
             params = dict(meta["params"])
             net_path = params.pop("net")
             params["net"] = net if net is not None else _KNOWN_NETS.get(net_path)
+            params["checkpoint_dir"] = None  # never a path from a file
             experts = cls(**params)
+            experts._validate_params()
             shapes = [tuple(int(s) for s in shape) for shape in meta["param_shapes"]]
             names = [str(name) for name in meta["param_names"]]
             trajectories, train_loss = arrays["trajectories"], arrays["train_loss"]
@@ -420,9 +495,17 @@ class ExpertTrajectories(BaseEstimator):
             if (trajectories.ndim != 3 or trajectories.shape[2] != n_params or len(names) != len(shapes)
                     or train_loss.shape != (trajectories.shape[0], trajectories.shape[1] - 1)):
                 raise ValueError(f"arrays of inconsistent shapes {trajectories.shape}, {train_loss.shape}")
+            classes = arrays["classes"]
+            check_label_types(classes, param="classes")
+            if classes.ndim != 1 or len(classes) < 2 or len(np.unique(classes)) != len(classes):
+                raise ValueError(f"classes must be at least 2 distinct labels, got {classes.tolist()!r:.80}")
+            bad = non_finite_experts(trajectories)
+            if bad:
+                raise ValueError(f"the trajectories of experts {bad} hold NaN or inf (diverged experts, "
+                                 "which fit refuses to return)")
             experts.trajectories_ = trajectories.astype(np.float32, copy=False)
             experts.train_loss_ = train_loss.astype(np.float32, copy=False)
-            experts.classes_ = arrays["classes"]
+            experts.classes_ = classes
             experts.param_names_ = names
             experts.param_shapes_ = shapes
             experts.input_shape_ = tuple(int(s) for s in meta["input_shape"])

@@ -29,7 +29,7 @@ from torch.func import functional_call
 
 from ..masking import mask_elements
 from ..nn import unflatten_parameters
-from ._experts import ExpertTrajectories
+from ._experts import ExpertTrajectories, non_finite_experts
 from ._strategy import DistillationStrategy, StrategyRun
 
 
@@ -356,6 +356,14 @@ class _TrajectoryMatchingRun(StrategyRun):
                 f"TrajectoryMatching(max_start_epoch={s.max_start_epoch}, expert_epochs={s.expert_epochs}) "
                 f"needs trajectories of at least {s.max_start_epoch - 1 + s.expert_epochs} epochs, but the "
                 f"experts have {n_epochs}: lower max_start_epoch to at most {n_epochs - s.expert_epochs + 1}."
+            )
+        # before the loop, which would turn them into NaN images reported as a divergence of lr_images
+        bad = non_finite_experts(experts.trajectories_[:, :s.max_start_epoch + s.expert_epochs])
+        if bad:
+            raise ValueError(
+                f"TrajectoryMatching(experts=...) holds NaN or inf parameters in experts {bad} (of "
+                f"{len(experts.trajectories_)}): they diverged in training (ExpertTrajectories(lr={experts.lr!r})) "
+                "or were damaged. Refit them with a lower lr, or keep only the finite ones; MTT cannot match them."
             )
 
     def param_groups(self):

@@ -7,8 +7,10 @@ This subpackage imports nothing else of ddcal-sklearn; everything else may impor
 
 from ._checkpoint import (
     NOT_FINGERPRINTED,
+    RunCheckpoint,
     describe,
     fingerprint_differences,
+    fingerprint_digest,
     read_checkpoint,
     run_fingerprint,
     save_checkpoint,
@@ -16,27 +18,48 @@ from ._checkpoint import (
     to_cpu,
 )
 from ._device import resolve_device
-from ._io import atomic_write, check_format_version, read_npz, remove_stale_temporaries, write_npz
-from ._json import dumps_with_arrays, is_jsonable, loads_with_arrays, to_jsonable
+from ._io import (
+    atomic_write,
+    check_format_version,
+    open_regular_file,
+    read_npz,
+    remove_stale_temporaries,
+    write_npz,
+)
+from ._json import dumps_with_arrays, is_jsonable, loads_with_arrays, parse_json, to_jsonable
 from ._random import check_generator, draw_seed, torch_generator
-from ._validation import check_label_types, check_network_input, image_estimator_tags
+from ._validation import (
+    MAX_INPUT_MAGNITUDE,
+    check_input_scale,
+    check_label_types,
+    check_network_input,
+    image_estimator_tags,
+    naming_the_input,
+)
 from ._version import __version__
 
 __all__ = [
     "__version__",
+    "MAX_INPUT_MAGNITUDE",
     "NOT_FINGERPRINTED",
+    "RunCheckpoint",
     "atomic_write",
     "check_format_version",
     "check_generator",
+    "check_input_scale",
     "check_label_types",
     "check_network_input",
     "describe",
     "draw_seed",
     "dumps_with_arrays",
     "fingerprint_differences",
+    "fingerprint_digest",
     "image_estimator_tags",
     "is_jsonable",
     "loads_with_arrays",
+    "naming_the_input",
+    "open_regular_file",
+    "parse_json",
     "read_checkpoint",
     "read_npz",
     "remove_stale_temporaries",

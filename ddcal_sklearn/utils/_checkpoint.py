@@ -6,8 +6,14 @@ written by :func:`torch.save` through :func:`atomic_write` and read back with
 (str, int, float, bool, None, lists and dicts), so reading never runs pickled code.
 Every checkpoint carries a ``kind``, a ``format_version`` and a *fingerprint*: the
 JSON of :func:`run_fingerprint`, everything that determines the run (parameters,
-a digest of the data, device type). A checkpoint whose fingerprint differs is an
-error naming what differs, never resumed nor overwritten.
+a digest of the data, device type).
+
+Several runs may share a ``checkpoint_dir`` (the candidates of a grid search, runs in
+parallel): :class:`RunCheckpoint` names each run's files after its fingerprint
+(``distiller-<16 hex digits>.pt``), so different runs never overwrite each other and
+each resumes its own, and holds an advisory lock of the run for the whole fit, so a
+second live fit of the same run is refused and temporary files are removed only when
+they belong to a run that is dead.
 """
 
 import hashlib
@@ -18,8 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
-from ._io import atomic_write, check_format_version
+from ._io import (
+    atomic_write,
+    check_format_version,
+    open_regular_file,
+    remove_stale_temporaries,
+)
 
 #: parameters that do not change the result, so a run may resume with other values
 NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every")
@@ -157,18 +169,28 @@ def save_checkpoint(path, state, *, kind, format_version):
     return atomic_write(path, lambda file: torch.save(state, file))
 
 
-def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint, checkpoint_dir, check=None):
+def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint, checkpoint_dir, check=None,
+                    another_run="error"):
     """Load and vet the checkpoint at ``path`` (None if there is none); shared by every checkpointed loop.
 
     ``kind`` must match the file's, its ``format_version`` must not exceed ours, every key of
-    ``expected`` must hold a value of the given type, ``check(state)`` (optional) returns the names
-    of further bad fields, and the file's fingerprint must equal ``fingerprint``.
+    ``expected`` must hold a value of the given type, the file's fingerprint must equal
+    ``fingerprint``, and ``check(state)`` (optional) returns the names of further bad fields.
+
+    Parameters
+    ----------
+    another_run : {"error", "skip"}, default="error"
+        What a readable checkpoint of another run (another fingerprint) means: an error
+        (a file named for this run, see :class:`RunCheckpoint`, that was renamed or
+        copied), or None, "no checkpoint of this run" (a file of the old single-file
+        layout, which any run of the folder may have written).
 
     Raises
     ------
     ValueError
         If the file is damaged, comes from a newer format, or belongs to another run
-        (the message names the file, what differs and how to start over).
+        with ``another_run="error"`` (the message names the file, what differs and how
+        to start over).
     """
     path = Path(path)
     if not path.exists():
@@ -176,7 +198,12 @@ def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint,
     start_over = (f"delete {path} to start afresh, or pass another checkpoint_dir "
                   f"(now checkpoint_dir={str(checkpoint_dir)!r})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        file = open_regular_file(path, what=f"{owner} checkpoint")  # a FIFO would block the fit forever
+    except (OSError, ValueError) as exc:  # not a regular file, or no permission
+        raise ValueError(f"{exc} It is where checkpoint_dir keeps its {owner} checkpoint: {start_over}.") from None
+    try:
+        with file:
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch reports damage as RuntimeError, UnpicklingError, EOFError, ...
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise ValueError(
@@ -188,8 +215,6 @@ def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint,
     check_format_version(state.get("format_version"), format_version, path=path, what=f"{owner} checkpoints",
                          advice=f": upgrade ddcal-sklearn to resume it, or {start_over}.")
     wrong = [key for key, kind_ in expected.items() if not isinstance(state.get(key), kind_)]
-    if not wrong and check is not None:
-        wrong = check(state)
     if wrong:
         raise ValueError(f"{path} is a damaged {owner} checkpoint (bad or missing {wrong}); {start_over}.")
     try:
@@ -200,10 +225,124 @@ def read_checkpoint(path, *, kind, owner, format_version, expected, fingerprint,
         raise ValueError(f"{path} is a damaged {owner} checkpoint (its fingerprint is not a JSON "
                          f"object); {start_over}.")
     if saved != fingerprint:
+        if another_run == "skip":  # another run's file; its own fields are its own business
+            return None
         differences = fingerprint_differences(saved, fingerprint)
         raise ValueError(
-            f"checkpoint_dir={str(checkpoint_dir)!r} holds a checkpoint of another run: {path.name} differs in "
-            f"{'; '.join(differences)}. Resuming it would mix two runs, and overwriting it could lose one: "
-            f"{start_over}."
+            f"{path.name} in checkpoint_dir={str(checkpoint_dir)!r} is named for this run but was written by "
+            f"another run, which differs in {'; '.join(differences)}: it was renamed or copied. "
+            f"Resuming it would mix two runs: {start_over}."
         )
+    wrong = check(state) if check is not None else []
+    if wrong:
+        raise ValueError(f"{path} is a damaged {owner} checkpoint (bad or missing {wrong}); {start_over}.")
     return state
+
+
+def fingerprint_digest(fingerprint):
+    """16 hex digits naming one run: the start of the SHA-256 of its fingerprint's JSON (sorted keys).
+
+    64 bits: two different runs sharing a folder get the same name with a probability of
+    about 1e-19, and then :func:`read_checkpoint` still refuses the file as another run's.
+    """
+    text = fingerprint if isinstance(fingerprint, str) else json.dumps(fingerprint, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class RunCheckpoint:
+    """One run's files in a ``checkpoint_dir``: their names, the run's advisory lock, its stale temporaries.
+
+    Used as a context manager around a whole ``fit``: entering takes the run's lock
+    (``<stem>-<digest>.lock``, an advisory lock of the ``filelock`` package: ``flock``
+    on POSIX, which the kernel releases when the process dies, even by SIGKILL) without
+    waiting, then removes the temporary files of this run's earlier, dead fits; leaving
+    releases the lock. The lock file itself stays (removing it would let two processes
+    lock two different files of one name).
+
+    A run is identified by :func:`fingerprint_digest`, so runs with other parameters or
+    data have other files and other locks: they share a folder without ever touching
+    each other's files, and a ``GridSearchCV`` candidate resumes its own checkpoint.
+
+    Parameters
+    ----------
+    checkpoint_dir : str or path-like
+        The folder (created if missing), as the user gave it (it is named in messages).
+    name : str
+        The file name of the single-file layout, ``"distiller.pt"``: the run's own file is
+        ``distiller-<digest>.pt`` (:attr:`path`), and ``distiller.pt`` itself is still
+        read when its fingerprint matches (:meth:`read`), so checkpoints written before
+        the per-run names resume. A run of several files uses :meth:`file`.
+    fingerprint : dict
+        The run's :func:`run_fingerprint`.
+    owner : str
+        The estimator's class name, for messages.
+
+    Raises
+    ------
+    ValueError
+        On entering, if a live fit (of this or another process) holds the run's lock.
+    """
+
+    def __init__(self, checkpoint_dir, name, fingerprint, *, owner):
+        self.checkpoint_dir = checkpoint_dir
+        self.directory = Path(checkpoint_dir)
+        self.fingerprint = fingerprint
+        self.owner = owner
+        self.name = name
+        stem, suffix = os.path.splitext(name)
+        self.prefix = f"{stem}-{fingerprint_digest(fingerprint)}"
+        self.path = self.directory / f"{self.prefix}{suffix}"
+        self.legacy_path = self.directory / name
+        self.lock_path = self.directory / f"{self.prefix}.lock"
+        self.source = None
+        self._lock = None
+
+    def file(self, tail):
+        """The run's file ``<stem>-<digest><tail>`` (``tail="-0003.npz"`` for the fourth of several)."""
+        return self.directory / f"{self.prefix}{tail}"
+
+    def __enter__(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_path, timeout=0)  # one try: a live run is refused, never waited for
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ValueError(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} is in use by a live {self.owner} fit of this very "
+                f"run (same parameters and data), which holds {self.lock_path.name}: two fits of one run would "
+                "write the same checkpoint. Wait for that fit to end (this fit then resumes or reads its "
+                "checkpoint), or pass another checkpoint_dir."
+            ) from None
+        try:
+            # every file of this run is named <prefix>..., so each <prefix>*.tmp is a temporary of one of
+            # this run's writes; holding the run's lock, no live fit can be writing it: it is stale
+            remove_stale_temporaries(self.directory / f"{self.prefix}*")
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return self
+
+    def __exit__(self, *exc_info):
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+        return False
+
+    def read(self, *, kind, format_version, expected, check=None):
+        """This run's checkpoint, vetted by :func:`read_checkpoint` (None if there is none).
+
+        The run's own file first; without one, the file of the single-file layout
+        (``name``) when its fingerprint is this run's (another run's is left alone). The
+        file read is :attr:`source` afterwards (None when there was none).
+        """
+        options = {"kind": kind, "owner": self.owner, "format_version": format_version, "expected": expected,
+                   "fingerprint": self.fingerprint, "checkpoint_dir": self.checkpoint_dir, "check": check}
+        self.source = self.path
+        state = read_checkpoint(self.path, **options)
+        if state is None:
+            self.source = self.legacy_path
+            state = read_checkpoint(self.legacy_path, **options, another_run="skip")
+        if state is None:
+            self.source = None
+        return state

@@ -1,14 +1,24 @@
 """Files: atomic writes, format versions, and the one ``.npz``-with-JSON-metadata reader and writer."""
 
 import json
+import math
 import os
+import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ._json import to_jsonable
+from ._json import parse_json, to_jsonable
+
+# Array dtypes the one .npz reader accepts: numbers and text, what write_npz writes. Never
+# objects (pickle) nor void/structured records (raw bytes that nothing here writes).
+_READABLE_KINDS = "biufSU"
+# The largest expansion of DEFLATE (258-byte matches in about two bits each): a deflated member
+# cannot hold more than this many bytes per stored byte, whatever its header claims.
+_DEFLATE_MAX_RATIO = 1032
 
 def check_format_version(version, supported, *, path, what, advice=". Upgrade ddcal-sklearn to read it."):
     """Refuse a saved file whose ``format_version`` is not an int in ``[1, supported]``.
@@ -73,6 +83,42 @@ def remove_stale_temporaries(path):
         tmp.unlink(missing_ok=True)
 
 
+def open_regular_file(path, *, what):
+    """Open ``path`` for binary reading if it is a regular file (after symlinks); the one gate of every loader.
+
+    A FIFO, a device, a socket or a directory is refused with ``ValueError`` naming
+    ``path`` and ``what`` it should be: opening a FIFO blocks until some process writes
+    to it (a ``fit`` that hangs), and a device can stream forever. The type is checked
+    before opening (``os.stat``: a device is never opened) and again on the opened
+    descriptor (``os.fstat``: a file swapped in between is caught too); the open itself
+    does not block (``O_NONBLOCK``, which regular files ignore).
+
+    Returns
+    -------
+    file : binary file object, to be closed by the caller (a context manager)
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a regular file.
+    """
+    def refuse(mode):
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not a readable {what}: it is not a regular file but a FIFO, device, "
+                             "socket or directory, whose reading could block or never end.")
+
+    refuse(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        refuse(os.fstat(fd).st_mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _fsync_directory(directory):
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -100,21 +146,86 @@ def write_npz(path, arrays, metadata, *, format_version):
     return atomic_write(path, lambda file: np.savez(file, metadata=np.array(meta_json), **arrays))
 
 
+def _member_capacity(info, archive_size):
+    """The most bytes a zip member can hold: its stored bytes, or at most 1032 times them when deflated."""
+    if info.compress_size > archive_size:
+        raise ValueError(f"member {info.filename} claims {info.compress_size} stored bytes in a file of "
+                         f"{archive_size} bytes")
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.file_size != info.compress_size:
+            raise ValueError(f"stored member {info.filename} claims {info.file_size} bytes but stores "
+                             f"{info.compress_size}")
+        return info.file_size
+    if info.compress_type == zipfile.ZIP_DEFLATED:  # np.savez_compressed
+        return min(info.file_size, _DEFLATE_MAX_RATIO * info.compress_size + 64)
+    raise ValueError(f"member {info.filename} uses zip compression method {info.compress_type}; .npz "
+                     "files are stored or deflated")
+
+
+def _read_member(archive, name, archive_size):
+    """The array of member ``name`` (``name.npy``), its header vetted before anything is allocated.
+
+    A ``.npy`` header is a few hundred bytes that may declare any shape and dtype; the
+    array is read only if its dtype is numbers or text and its declared size fits in
+    what the member can hold (see :func:`_member_capacity`), so a lying header is a
+    ``ValueError``, never a huge allocation, a pickle or raw bytes.
+    """
+    info = archive.getinfo(f"{name}.npy")  # KeyError if absent
+    capacity = _member_capacity(info, archive_size)
+    with archive.open(info) as file:
+        version = np.lib.format.read_magic(file)  # ValueError if not a .npy member
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+        else:
+            raise ValueError(f"member {name} has .npy format version {version}; .npz files of "
+                             "ddcal-sklearn use 1.0 or 2.0")
+        header_size = file.tell()
+    if dtype.hasobject or dtype.kind not in _READABLE_KINDS or dtype.itemsize == 0:
+        raise ValueError(f"member {name} has dtype {dtype}; only numbers and text are read (never objects, "
+                         "which would need pickle, nor raw records)")
+    if any(size < 0 for size in shape):
+        raise ValueError(f"member {name} declares the negative shape {shape}")
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > capacity - header_size:
+        raise ValueError(f"member {name} declares shape {shape} of {dtype} ({n_bytes} bytes) but can hold at "
+                         f"most {max(capacity - header_size, 0)} bytes")
+    with archive.open(info) as file:
+        return np.lib.format.read_array(file, allow_pickle=False)
+
+
 def read_npz(path, required, *, what, format_version):
     """The arrays ``required`` and the metadata dict of an .npz written by :func:`write_npz`.
 
-    Read with ``allow_pickle=False``. A missing file raises ``FileNotFoundError``;
-    anything unreadable, a metadata entry that is not a JSON object, or a newer
-    ``format_version`` raises ``ValueError`` naming the file and ``what`` it should be.
+    Only a regular file is opened (:func:`open_regular_file`), and each member's
+    ``.npy`` header is read first: a dtype other than numbers or text (objects would
+    need pickle), or a declared size beyond what the member can hold, is refused before
+    anything is allocated. A missing file raises ``FileNotFoundError``; anything
+    unreadable, a metadata entry that is not a JSON object (or nests too deeply to
+    parse), or a newer ``format_version`` raises ``ValueError`` naming the file and
+    ``what`` it should be.
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in required}
-            meta = json.loads(str(archive["metadata"]))
+        raw = open_regular_file(path, what=what)  # ValueError of its own for a FIFO, device, directory
     except FileNotFoundError:
         raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: truncated
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable {what}: {exc}") from exc
+    try:
+        with raw, zipfile.ZipFile(raw) as archive:
+            archive_size = os.fstat(raw.fileno()).st_size
+            arrays = {name: _read_member(archive, name, archive_size) for name in required}
+            text = _read_member(archive, "metadata", archive_size)
+        if text.dtype.kind != "U" or text.ndim != 0:
+            raise ValueError(f"metadata must be one JSON string, got an array of dtype {text.dtype} and "
+                             f"shape {text.shape}")
+        meta = parse_json(str(text))
+    # BadZipFile: truncated or CRC error; RuntimeError: encrypted member; NotImplementedError:
+    # unknown compression; zlib.error: damaged deflate stream
+    except (OSError, KeyError, ValueError, EOFError, RuntimeError, NotImplementedError, zlib.error,
+            zipfile.BadZipFile) as exc:
         raise ValueError(
             f"{path} is not a readable {what} (.npz with {', '.join(required)} and metadata): {exc}"
         ) from exc

@@ -32,6 +32,19 @@ def to_jsonable(value):
     return value
 
 
+def parse_json(text, **kwargs):
+    """:func:`json.loads`, with JSON nested too deeply for Python's parser reported as ``ValueError``.
+
+    ``json.loads`` raises ``RecursionError`` on a few thousand nested brackets; every
+    reader of a file (which may lie) wants the ``ValueError`` of any other invalid JSON.
+    """
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError:
+        raise ValueError("the JSON nests too deeply to be parsed (no file of ddcal-sklearn nests more "
+                         "than a few levels)") from None
+
+
 def is_jsonable(value):
     """Whether ``value`` (after :func:`to_jsonable`) is finite JSON data."""
     try:
@@ -62,4 +75,4 @@ def dumps_with_arrays(value):
 
 def loads_with_arrays(text):
     """Inverse of :func:`dumps_with_arrays`."""
-    return json.loads(text, object_hook=_decode_array)
+    return parse_json(text, object_hook=_decode_array)

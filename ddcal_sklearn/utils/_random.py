@@ -16,10 +16,12 @@ def check_generator(random_state):
         return random_state
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
-    if random_state is None or isinstance(random_state, numbers.Integral):
-        return np.random.default_rng(random_state)
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, numbers.Integral) and random_state >= 0:  # numpy's own error names nothing
+        return np.random.default_rng(int(random_state))
     raise ValueError(
-        f"random_state={random_state!r} is not valid: use None, an int, a "
+        f"random_state={random_state!r} is not valid: use None, a non-negative int, a "
         "numpy.random.RandomState or a numpy.random.Generator."
     )
 

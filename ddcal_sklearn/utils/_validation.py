@@ -5,7 +5,11 @@ something else (``np.asarray([0, "a"])`` silently gives the strings ``["0", "a"]
 or to fail with a message that does not say which argument is wrong.
 """
 
+import contextlib
+import re
+
 import numpy as np
+from sklearn.utils import check_array
 
 
 def check_label_types(y, *, param="y"):
@@ -90,6 +94,85 @@ def check_network_input(X, augment, *, owner):
             f"augment={augment!r} needs images (n_samples, channels, height, width), but X "
             f"has shape {X.shape}; pass augment=None for flat features."
         )
+
+
+#: The largest input magnitude a float32 training loop of the package accepts (see check_input_scale).
+MAX_INPUT_MAGNITUDE = 1e6
+
+
+def check_input_scale(X, *, owner):
+    """Refuse inputs too large for a float32 loop tuned for normalised data, naming the cause and the cure.
+
+    Distillation and expert training run in float32 with step sizes tuned, as in the
+    literature, for inputs normalised to mean 0 and standard deviation 1 per channel,
+    whose magnitude stays within a few units (tens for outliers; raw 8-bit pixels are
+    255). Beyond :data:`MAX_INPUT_MAGNITUDE` = 1e6 two things go wrong: the loop's
+    squared and fourth-power terms (feature distances, gradient matching, trajectory
+    distances) approach float32's 3.4e38 once summed over an image batch and a
+    network's width (1e6 to the fourth is 1e24), so they overflow into NaN that reads
+    as a divergence; and a step of ``lr_images`` moves such images by a millionth of
+    their size, so nothing is learnt. A threshold this far above any normalised data
+    refuses no sensible input.
+
+    Parameters
+    ----------
+    X : ndarray
+        Validated, finite inputs.
+    owner : str
+        The estimator's name, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``max |X|`` exceeds :data:`MAX_INPUT_MAGNITUDE`.
+    """
+    if X.size == 0:
+        return
+    magnitude = max(float(X.max()), -float(X.min()))  # no copy, unlike np.abs(X).max()
+    if magnitude > MAX_INPUT_MAGNITUDE:
+        raise ValueError(
+            f"X has values of magnitude up to {magnitude:.3g}: {owner} trains in float32 with step sizes tuned "
+            "for normalised inputs (mean 0 and standard deviation 1 per channel), and inputs beyond "
+            f"{MAX_INPUT_MAGNITUDE:.0e} overflow it or are not changed by its steps; X looks unnormalised. "
+            "Normalise it first: for images, X = (X - X.mean(axis=(0, 2, 3), keepdims=True)) / "
+            "X.std(axis=(0, 2, 3), keepdims=True); for flat features, sklearn.preprocessing.StandardScaler."
+        )
+
+
+_NAMES_X_OR_Y = re.compile(r"(?<![\w.])(X|y)(?!\w)")
+
+
+@contextlib.contextmanager
+def naming_the_input(X, y=None, *, culprit=None, **check_params):
+    """Re-raise scikit-learn's input errors so that their message names ``X`` or ``y``.
+
+    ``validate_data`` and ``check_classification_targets`` say "Expected 2D array, got 1D
+    array instead", "Found array with 0 sample(s)", "Complex data not supported" or "Unknown
+    label type" without saying which argument is wrong. A plain ``TypeError`` or ``ValueError``
+    raised inside the block whose message names neither is raised again (same type, the
+    cause chained) as ``"<culprit>: <message>"``: ``culprit`` if given, else ``X`` when ``y``
+    is None, ``X and y`` for a length mismatch, else whichever of the two
+    ``check_array(X, **check_params)`` blames. Messages that already name it pass unchanged.
+    """
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        names = _NAMES_X_OR_Y if culprit is None else re.compile(rf"(?<![\w.]){re.escape(culprit)}(?!\w)")
+        # subclasses (NotFittedError, InvalidParameterError) are specific already: left as they are
+        if type(exc) not in (TypeError, ValueError) or names.search(message):
+            raise
+        if culprit is None and y is None:
+            culprit = "X"
+        elif culprit is None and "inconsistent numbers of samples" in message:
+            culprit = "X and y"
+        elif culprit is None:
+            try:  # the error path only: was it X?
+                check_array(X, **check_params)
+                culprit = "y"
+            except (TypeError, ValueError):
+                culprit = "X"
+        raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"{culprit}: {message}") from exc
 
 
 def image_estimator_tags(tags, random_state, *, target_required=False):
