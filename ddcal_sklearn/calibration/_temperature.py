@@ -5,8 +5,6 @@ Shared by the calibrator, the analyses and the study app: :func:`fit_temperature
 :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` chooses among several mask ratios).
 """
 
-import re
-
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
@@ -15,7 +13,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import _check_sample_weight
 
 from ..metrics import expected_calibration_error
-from ..utils import check_generator, draw_seed
+from ..utils import check_generator, draw_seed, naming_the_input
 
 __all__ = ["LOG_BETA_BOUNDS", "fit_temperature", "mask_ratio_losses"]
 
@@ -41,32 +39,18 @@ def _check_class_indices(y, n_rows, n_classes):
     return y
 
 
-def _naming(name, check, *args, **kwargs):
-    """``check(*args, **kwargs)``, its TypeError or ValueError re-raised naming ``name`` if it does not.
-
-    scikit-learn's checks say "Expected 2D array, got 1D array instead" or "Found array with 0
-    sample(s)" without saying which argument; the caller must know which one to fix.
-    """
-    try:
-        return check(*args, **kwargs)
-    except (TypeError, ValueError) as exc:
-        if re.search(rf"(?<![\w.]){name}(?!\w)", str(exc)):
-            raise
-        raise type(exc)(f"{name}: {exc}") from exc
-
-
 def _as_logits(logits, name, *, ensure_all_finite=True):
     """``logits`` as a 2-D float64 array with at least one row and column; errors name ``name``."""
-    return _naming(name, check_array, logits, dtype=np.float64, ensure_all_finite=ensure_all_finite,
-                   input_name=name)
+    with naming_the_input(logits, culprit=name):
+        return check_array(logits, dtype=np.float64, ensure_all_finite=ensure_all_finite, input_name=name)
 
 
 def _check_weights(sample_weight, logits):
     """Non-negative, finite float64 weights, one per row, not all zero (or None)."""
     if sample_weight is None:
         return None
-    return _naming("sample_weight", _check_sample_weight, sample_weight, logits, dtype=np.float64,
-                   ensure_non_negative=True)
+    with naming_the_input(logits, culprit="sample_weight"):
+        return _check_sample_weight(sample_weight, logits, dtype=np.float64, ensure_non_negative=True)
 
 
 def _temperature_from_logits(logits, y, sample_weight=None):
