@@ -14,7 +14,7 @@ from .calibration import (
     summarize_max_logits,
 )
 from .classifier import ConvNetClassifier
-from .datasets import load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
+from .datasets import images_from_dataset, load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
 from .distillation import (
     DatasetDistiller,
     DistillationStrategy,
@@ -44,6 +44,7 @@ from .metrics import (
 )
 from .nn import MLP, ConvNet, DeviceBatchIterator, FocalLoss, SiameseAugment
 from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
+from .preprocessing import ZCAWhitening
 from .utils import __version__  # noqa: F401 (the package version)
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "ReliabilityDisplay",
     "SiameseAugment",
     "TrajectoryMatching",
+    "ZCAWhitening",
     "adaptive_calibration_error",
     "calibration_curve_top_label",
     "calibration_report",
@@ -73,6 +75,7 @@ __all__ = [
     "ece_scorer",
     "expected_calibration_error",
     "fit_temperature",
+    "images_from_dataset",
     "load_calibration",
     "load_cifar10",
     "load_digits_images",

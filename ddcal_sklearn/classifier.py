@@ -27,8 +27,10 @@ from .utils import (
     check_generator,
     check_input_scale,
     check_label_types,
+    check_soft_labels,
     draw_seed,
     dumps_with_arrays,
+    is_soft_labels,
     loads_with_arrays,
     naming_the_input,
     resolve_device,
@@ -45,7 +47,10 @@ def _index_accuracy(net, X, y):
     """
     logits = net.forward(X)
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return float(np.mean(to_numpy(logits).argmax(axis=1) == to_numpy(y)))
+    y = to_numpy(y)
+    if y.ndim == 2:  # soft labels: their most probable class
+        y = y.argmax(axis=1)
+    return float(np.mean(to_numpy(logits).argmax(axis=1) == y))
 
 
 class _RequestedDevice:
@@ -155,6 +160,23 @@ class _EncodedTargets(torch.utils.data.Dataset):
             ) from None
 
 
+class _SoftTargets(torch.utils.data.Dataset):
+    """A dataset of ``(x, class probabilities)`` pairs seen with float32 targets in the columns of ``classes_``."""
+
+    def __init__(self, dataset, columns):
+        self.dataset = dataset
+        self.columns = torch.as_tensor(columns, dtype=torch.int64)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, probabilities = self.dataset[i]
+        target = torch.zeros(len(self.columns), dtype=torch.float32)
+        target[self.columns] = torch.as_tensor(probabilities).to(device="cpu", dtype=torch.float32)
+        return x, target
+
+
 class ConvNetClassifier(NeuralNetClassifier):
     """A skorch classifier set up for networks trained on distilled (or real) images.
 
@@ -168,6 +190,8 @@ class ConvNetClassifier(NeuralNetClassifier):
       (float64, pandas and read-only arrays accepted, cast to float32), any class
       labels (strings too: ``classes_`` holds them and ``predict`` returns them),
       clear errors for wrong ranks, shapes, NaN or a single class;
+    - soft labels: ``y`` of shape ``(n_samples, n_classes)``, one row of class
+      probabilities per sample, trained with the soft cross-entropy (see Notes);
     - ``decision_function`` returning logits, which
       :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` scales;
     - ``device="auto"`` (CUDA when available) and data kept on the device during
@@ -236,7 +260,8 @@ class ConvNetClassifier(NeuralNetClassifier):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels, in the order of the logits' columns: the sorted labels of
-        ``classes`` when given, else those of ``y`` seen in fit (sorted). After
+        ``classes`` when given, else those of ``y`` seen in fit (sorted), or for
+        soft labels ``np.arange(n_classes)``. After
         :meth:`initialize` without a fit: ``classes`` (sorted) when given, else
         ``np.arange(module__n_classes)``, the column indices.
     input_shape_ : tuple
@@ -303,7 +328,28 @@ class ConvNetClassifier(NeuralNetClassifier):
     ``TensorDataset``, a ``Subset`` of them, or a dataset with a ``targets``
     attribute; otherwise by one pass over the items, unless ``classes`` is given),
     and the input shape from its first item. A ``TensorDataset`` is sliced like an
-    array; any other dataset is read item by item.
+    array; any other dataset is read item by item. Items whose ``y`` is a vector are
+    soft labels (below): all of them are read and checked before training, also when
+    ``classes`` is given.
+
+    **Soft labels.** A 2-D ``y`` of shape ``(n_samples, n_classes)`` holds one row of
+    class probabilities per sample (label-smoothed, mixed, an ensemble's or a teacher's
+    probabilities, labels learned by a distillation method). Each row must be finite,
+    non-negative and sum to 1 within 1e-4; anything else is a ``ValueError`` naming
+    the row (rows are never renormalised silently), as is a width other than the
+    number of ``classes``. The network is trained with the soft cross-entropy
+    ``-sum_k y_k log p_k`` (:class:`torch.nn.CrossEntropyLoss` takes probabilities);
+    ``label_smoothing`` smooths the rows as torch does (``(1 - eps) y + eps / K``),
+    ``focal_gamma`` weighs each term by ``(1 - p_k) ** gamma``, and ``mixup_alpha``
+    mixes the losses of the two rows, which equals the loss of the mixed rows (both
+    losses are linear in the target). One-hot rows give the network the class
+    indices give (to float32 rounding). The columns of ``y`` follow ``classes`` *in
+    the order given* when it is set (``classes_`` is still sorted: the columns are
+    reordered to match), else ``classes_`` of the fit being continued, else they are
+    the classes ``0 .. k-1`` (``classes_ = np.arange(k)``). ``predict`` returns labels
+    from ``classes_``. A single column ``(n_samples, 1)`` is a column of class labels,
+    raveled with scikit-learn's ``DataConversionWarning``. The checkpoint fingerprint
+    digests the rows themselves, so other probabilities are another run.
 
     **Pickles** of a net fitted on a GPU load on a CPU-only machine: every tensor,
     including those that callbacks hold (skorch pickles an LR scheduler's optimizer
@@ -337,6 +383,15 @@ class ConvNetClassifier(NeuralNetClassifier):
     ...                            mixup_alpha=0.2, random_state=0).fit(X[:200], y[:200])
     >>> smooth.predict_proba(X[200:205]).shape
     (5, 10)
+
+    Soft labels, one row of class probabilities per image, train the same network:
+
+    >>> import numpy as np
+    >>> rows = np.full((200, 10), 0.01)
+    >>> rows[np.arange(200), y[:200]] = 0.91
+    >>> soft = ConvNetClassifier(max_epochs=5, module__width=16, random_state=0).fit(X[:200], rows)
+    >>> soft.classes_.tolist() == list(range(10)), soft.predict(X[200:205]).shape
+    (True, (5,))
     """
 
     device = _RequestedDevice()
@@ -452,13 +507,16 @@ class ConvNetClassifier(NeuralNetClassifier):
         tags.non_deterministic = self.random_state is None
         return tags
 
-    def _validate_inputs(self, X, y=None, *, reset):
-        """Validate X (and y) the scikit-learn way; images stay images."""
+    def _validate_inputs(self, X, y=None, *, reset, **y_params):
+        """Validate X (and y) the scikit-learn way; images stay images.
+
+        ``y_params`` go to ``validate_data`` (``multi_output=True`` for soft labels).
+        """
         with naming_the_input(X, y, dtype=np.float32, allow_nd=True):
             if y is None:
                 X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
             else:
-                X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True)
+                X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, allow_nd=True, **y_params)
         X = np.require(X, requirements=["C", "W"])  # read-only and strided inputs become plain arrays
         if reset:
             self.input_shape_ = tuple(X.shape[1:])
@@ -886,8 +944,9 @@ class ConvNetClassifier(NeuralNetClassifier):
             Images (or (n_samples, n_features) with ``module=MLP``), or, as in skorch,
             a :class:`torch.utils.data.Dataset` whose items are ``(x, y)`` pairs (then
             ``y=None``; see the class Notes).
-        y : array-like of shape (n_samples,) or None
-            Class labels of any type; None when ``X`` is a dataset.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes), or None
+            Class labels of any type, or soft labels (one row of class probabilities
+            per sample; see the class Notes); None when ``X`` is a dataset.
         **fit_params
             Passed to skorch (module ``forward`` keyword arguments).
 
@@ -943,8 +1002,9 @@ class ConvNetClassifier(NeuralNetClassifier):
         Parameters
         ----------
         X : array-like of shape (n_samples, channels, height, width) or torch Dataset
-        y : array-like of shape (n_samples,) or None
-            None when ``X`` is a dataset of ``(x, y)`` pairs.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes), or None
+            Class labels or soft labels, as in :meth:`fit`; None when ``X`` is a
+            dataset of ``(x, y)`` pairs.
         classes : ignored
             Pass ``classes`` at construction to fix the label set.
         **fit_params
@@ -980,6 +1040,8 @@ class ConvNetClassifier(NeuralNetClassifier):
         self._criterion_and_kwargs()  # label_smoothing / focal_gamma against the criterion
         if dataset:
             return self._prepare_dataset_fit(X, reset=reset)
+        if is_soft_labels(y):
+            return self._prepare_soft_fit(X, y, reset=reset)
         check_label_types(y)  # before NumPy turns [0, "a"] into strings
         if reset:
             self._rng = check_generator(self.random_state)
@@ -993,6 +1055,51 @@ class ConvNetClassifier(NeuralNetClassifier):
             y_encoded = self._encode_more_targets(y)
         self.classes_inferred_ = self._label_encoder.classes_
         return X, y_encoded
+
+    def _prepare_soft_fit(self, X, y, *, reset):
+        """``fit(X, y)`` with soft labels ``y`` of shape (n_samples, n_classes): checked, X validated, encoded."""
+        y, labels = self._check_soft_targets(y, reset=reset)
+        if reset:
+            self._rng = check_generator(self.random_state)
+        X, _ = self._validate_inputs(X, y, reset=reset or "input_shape_" not in self.__dict__, multi_output=True)
+        y_encoded = self._encode_soft_targets(y, labels, reset=reset)
+        self.classes_inferred_ = self._label_encoder.classes_
+        return X, y_encoded
+
+    def _check_soft_targets(self, y, *, reset):
+        """Soft labels checked against the classes their columns follow; and those classes, in column order.
+
+        The columns follow ``classes`` as given when it is set, else ``classes_`` of an
+        earlier fit that this one continues, else they are the classes ``0 .. k-1``.
+        """
+        if self.classes is not None and len(self.classes):
+            check_label_types(list(self.classes), param="classes")
+            labels = np.asarray(self.classes)
+            if len(np.unique(labels)) != len(labels):
+                raise ValueError(
+                    f"classes={self.classes!r} repeats a label; with soft labels y, classes names the columns "
+                    "of y in order, one distinct label per column.")
+            return check_soft_labels(y, len(labels), classes_source=f"classes={self.classes!r}"), labels
+        if reset or "_label_encoder" not in self.__dict__:
+            y = check_soft_labels(y)
+            return y, np.arange(y.shape[1])
+        labels = self._label_encoder.classes_
+        return check_soft_labels(y, len(labels), classes_source=f"classes_={labels.tolist()!r}"), labels
+
+    def _encode_soft_targets(self, y, labels, *, reset):
+        """float32 soft labels with their columns in the order of ``classes_`` (which ``labels`` name)."""
+        if reset or "_label_encoder" not in self.__dict__:
+            self._label_encoder = LabelEncoder().fit(labels)
+        elif not np.array_equal(np.sort(labels), self.classes_):
+            raise ValueError(
+                f"classes={self.classes!r} differs from classes_={self.classes_.tolist()!r} of the first fit, "
+                "which this one continues: fit from scratch.")
+        columns = self._label_encoder.transform(labels)
+        if np.array_equal(columns, np.arange(len(columns))):
+            return np.ascontiguousarray(y, dtype=np.float32)
+        encoded = np.empty(y.shape, dtype=np.float32)
+        encoded[:, columns] = y
+        return encoded
 
     def _encode_more_targets(self, y):
         """Targets of a continued fit, encoded as in the first one (or as ``_encode_targets``)."""
@@ -1029,6 +1136,8 @@ class ConvNetClassifier(NeuralNetClassifier):
             raise ValueError(
                 f"The items of the dataset {name} have x of shape {shape}, but {type(self).__name__} "
                 f"was fitted on samples of shape {self.input_shape_}.")
+        if np.ndim(item[1]) == 1 and len(item[1]) > 1:  # a vector of class probabilities: soft labels
+            return self._prepare_soft_dataset_fit(dataset, reset=reset)
         y = None if self.classes is not None and len(self.classes) else self._dataset_targets(dataset)
         if y is not None:
             check_label_types(y)
@@ -1051,9 +1160,26 @@ class ConvNetClassifier(NeuralNetClassifier):
         # targets that are class indices already go as they are (a TensorDataset stays sliceable)
         return (dataset if index_labels else _EncodedTargets(dataset, classes)), None
 
+    def _prepare_soft_dataset_fit(self, dataset, *, reset):
+        """``fit(dataset, None)`` with soft labels: all of them read (one pass over a general dataset) and checked."""
+        y, labels = self._check_soft_targets(self._dataset_targets(dataset, soft=True), reset=reset)
+        if reset:
+            self._rng = check_generator(self.random_state)
+        self._encode_soft_targets(y, labels, reset=reset)
+        self.classes_inferred_ = self._label_encoder.classes_
+        columns = self._label_encoder.transform(labels)
+        first = dataset[0][1]
+        as_is = (np.array_equal(columns, np.arange(len(columns))) and torch.is_tensor(first)
+                 and first.dtype == torch.float32)
+        # float32 targets in the columns of classes_ go as they are (a TensorDataset stays sliceable)
+        return (dataset if as_is else _SoftTargets(dataset, columns)), None
+
     @staticmethod
-    def _dataset_targets(dataset):
-        """The labels of a dataset of (x, y) pairs, read without the inputs where it can."""
+    def _dataset_targets(dataset, *, soft=False):
+        """The labels of a dataset of (x, y) pairs, read without the inputs where it can.
+
+        ``soft``: the targets are rows of class probabilities (returned 2-D, checked by the caller).
+        """
         try:
             _, y = data_from_dataset(dataset)
         except AttributeError:
@@ -1064,6 +1190,10 @@ class ConvNetClassifier(NeuralNetClassifier):
                 y = [dataset[i][1] for i in range(len(dataset))]  # one pass over the items
                 y = [label.item() if isinstance(label, (torch.Tensor, np.ndarray)) and label.ndim == 0
                      else label for label in y]
+                if soft:
+                    y = [to_numpy(label) if torch.is_tensor(label) else label for label in y]
+        if soft:  # np.asarray of ragged rows is check_soft_labels' to report
+            return to_numpy(y) if torch.is_tensor(y) else y
         y = to_numpy(y) if torch.is_tensor(y) else np.asarray(y)
         if y.ndim != 1:
             raise ValueError(

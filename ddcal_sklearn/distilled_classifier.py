@@ -1,5 +1,6 @@
 """``DistilledClassifier``: distil inside ``fit``, then train a classifier on the synthetic set."""
 
+import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import get_tags
@@ -9,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .classifier import ConvNetClassifier
 from .distillation import DatasetDistiller
+from .utils import is_soft_labels
 
 
 def _final_has(method):
@@ -46,6 +48,9 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         None means ``ConvNetClassifier()``.
     calibrator : estimator with an ``estimator`` parameter, default=None
         Fitted on the synthetic set with ``estimator=FrozenEstimator(estimator_)``.
+        On soft synthetic labels (a distiller that learns labels), a
+        :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` fits its temperature
+        with the soft cross-entropy (its Notes say why, and what it then refuses).
     learned_lr : bool, default=False
         Train the estimator with the learning rate the distiller learned with its
         images (``distiller_.syn_lr_``; MTT learns one) instead of its own ``lr``: the
@@ -107,6 +112,9 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, channels, height, width)
         y : array-like of shape (n_samples,)
+            Class labels: distillers build ``ipc`` images per class, so soft labels
+            are refused (pass ``y.argmax(axis=1)``, or train a
+            :class:`~ddcal_sklearn.ConvNetClassifier` on them directly).
         **fit_params
             Passed to the estimator's ``fit``.
 
@@ -114,6 +122,11 @@ class DistilledClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         self : DistilledClassifier
         """
+        if is_soft_labels(y):
+            raise ValueError(
+                f"y has shape {np.shape(y)}: soft labels, but the distiller builds its images class by class and "
+                "needs one class label per sample. Pass hard labels (y.argmax(axis=1)), or train the estimator "
+                "on soft labels directly (ConvNetClassifier accepts them).")
         self.distiller_ = clone(self.distiller if self.distiller is not None else DatasetDistiller())
         X_syn, y_syn = self.distiller_.fit_resample(X, y)
         self.estimator_ = clone(self.estimator if self.estimator is not None else ConvNetClassifier())

@@ -19,13 +19,14 @@ ALLOWED = {
     "metrics": {"utils"},
     "nn": {"utils"},
     "datasets": {"utils"},
-    "distillation": {"utils", "masking", "nn"},
+    "preprocessing": {"utils"},
+    "distillation": {"utils", "masking", "nn", "preprocessing"},
     "calibration": {"utils", "masking", "metrics"},
     "classifier": {"utils", "nn"},
     "distilled_classifier": {"utils", "classifier", "distillation", "calibration"},
     "plotting": {"utils", "masking", "metrics", "calibration"},
-    "__init__": {"utils", "masking", "metrics", "nn", "datasets", "distillation", "calibration", "classifier",
-                 "distilled_classifier", "plotting"},
+    "__init__": {"utils", "masking", "metrics", "nn", "datasets", "preprocessing", "distillation", "calibration",
+                 "classifier", "distilled_classifier", "plotting"},
     "apps": None,  # applications: anything public (rule below), never imported by the library
 }
 #: files of distillation/ that implement methods: they see a DistillationContext, never the estimator

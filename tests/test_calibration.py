@@ -192,3 +192,71 @@ def test_inputs_far_beyond_the_calibration_data_give_probabilities_never_nan():
         expected = np.exp(logits / calibrator.temperatures_[0])
         np.testing.assert_allclose(calibrator.predict_proba(X[:5]), expected / expected.sum(1, keepdims=True),
                                    rtol=1e-12)
+
+
+# --- soft labels -------------------------------------------------------------------------------
+
+
+def test_fit_temperature_on_soft_labels_is_the_expected_nll():
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(0)
+    logits = 3 * rng.normal(size=(400, 4))
+    y = rng.integers(0, 4, size=400)
+    weights = rng.uniform(size=400)
+    one_hot = np.eye(4)[y]
+    # one-hot rows are the class indices, bit for bit (weighted or not)
+    assert fit_temperature(logits, one_hot) == fit_temperature(logits, y)
+    assert fit_temperature(logits, one_hot.astype(np.float32), weights) == fit_temperature(logits, y, weights)
+    # a soft row is its sample repeated once per class, weighted by the class's probability
+    rows = 0.5 * softmax(logits / 1.5, axis=1) + 0.5 * rng.dirichlet(np.ones(4), size=400)
+    repeated = fit_temperature(np.repeat(logits, 4, axis=0), np.tile(np.arange(4), 400), rows.ravel())
+    np.testing.assert_allclose(fit_temperature(logits, rows), repeated, rtol=1e-6)
+    # labels that are the softmax of logits / 2 are calibrated at T = 2
+    np.testing.assert_allclose(fit_temperature(logits, softmax(logits / 2, axis=1)), 2.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows, match", [
+    (np.full((3, 4), 0.3), r"rows of y must sum to 1 .*row 0 sums to 1\.2"),
+    (np.full((3, 3), 1 / 3), r"y has 3 columns .* logits \(one column per class\) has 4"),
+    (np.full((2, 4), 0.25), r"y has 2 rows of soft labels, but logits has 3"),
+])
+def test_fit_temperature_refuses_bad_soft_labels(rows, match):
+    with pytest.raises(ValueError, match=match):
+        fit_temperature(np.zeros((3, 4)), rows)
+
+
+def test_calibrating_a_frozen_network_on_soft_labels(small_subset_net):
+    net, _, (X_cal, y_cal), _ = small_subset_net
+    one_hot = np.eye(10)[y_cal]
+    hard = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.3, random_state=0).fit(X_cal, y_cal)
+    soft = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.3, random_state=0).fit(X_cal, one_hot)
+    np.testing.assert_array_equal(soft.temperatures_, hard.temperatures_)  # one-hot: the same fit, same masks
+    np.testing.assert_array_equal(soft.classes_, net.classes_)
+    # softer labels ask for a softer network: a higher temperature
+    smoothed = 0.7 * one_hot + 0.03
+    softer = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.3, random_state=0).fit(X_cal, smoothed)
+    assert softer.temperatures_[0] > hard.temperatures_[0]
+    np.testing.assert_array_equal(softer.predict(X_cal), net.predict(X_cal))
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(estimator=LogisticRegression(max_iter=200)), r"soft labels .* only for a FrozenEstimator"),
+    (dict(ensemble=True, cv=2), r"soft labels .* only for a FrozenEstimator with ensemble=False"),
+    (dict(mask_ratio=[0.0, 0.3]), r"soft labels .* choose among several ratios.*y\.argmax\(axis=1\)"),
+])
+def test_soft_labels_where_a_step_needs_class_labels_are_refused(small_subset_net, params, match):
+    net, _, (X_cal, y_cal), _ = small_subset_net
+    calibrator = MaskedTemperatureCalibrator(FrozenEstimator(net), random_state=0).set_params(**params)
+    X = X_cal.reshape(len(X_cal), -1) if "estimator" in params else X_cal
+    with pytest.raises(ValueError, match=match):
+        calibrator.fit(X, np.eye(10)[y_cal])
+
+
+def test_soft_labels_of_the_wrong_width_or_sum_are_refused_by_the_calibrator(small_subset_net):
+    net, _, (X_cal, y_cal), _ = small_subset_net
+    calibrator = MaskedTemperatureCalibrator(FrozenEstimator(net), random_state=0)
+    with pytest.raises(ValueError, match=r"y has 9 columns .* the estimator's classes_ \[0, 1, .*\] has 10"):
+        calibrator.fit(X_cal, np.full((len(y_cal), 9), 1 / 9))
+    with pytest.raises(ValueError, match=r"rows of y must sum to 1 .*row 0 sums to 2"):
+        calibrator.fit(X_cal, 2 * np.eye(10)[y_cal])

@@ -911,3 +911,162 @@ def test_fits_host_datasets_on_cuda_with_the_device_shuffling_stream(digits_spli
         clf = ConvNetClassifier(**FAST, device="cuda").fit(dataset, None)
         assert next(clf.module_.parameters()).is_cuda
         assert (clf.predict(X_te) == labels).mean() > 0.85
+
+
+# --- soft labels: y of shape (n_samples, n_classes) ----------------------------------------------
+
+SOFT = dict(max_epochs=8, lr=0.05, batch_size=128, module__depth=1, module__width=8, random_state=0, device="cpu")
+
+
+@pytest.mark.parametrize("option", [{}, {"label_smoothing": 0.1}, {"focal_gamma": 2.0}, {"mixup_alpha": 0.3},
+                                    {"focal_gamma": 3.0, "label_smoothing": 0.1, "mixup_alpha": 0.2}],
+                         ids=["plain", "smoothing", "focal", "mixup", "all"])
+def test_one_hot_soft_labels_train_the_network_of_the_class_indices(digits_split, option):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    hard = ConvNetClassifier(**SOFT, **option).fit(X_tr, y_tr)
+    for one_hot in (np.eye(10, dtype=np.float32)[y_tr], np.eye(10)[y_tr].tolist()):  # float32 array, float list
+        soft = ConvNetClassifier(**SOFT, **option).fit(X_tr, one_hot)
+        np.testing.assert_array_equal(soft.classes_, hard.classes_)
+        np.testing.assert_allclose(soft.predict_proba(X_te), hard.predict_proba(X_te), rtol=0, atol=1e-6)
+        for a, b in zip(soft.module_.parameters(), hard.module_.parameters()):
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(soft.history[:, "train_loss"], hard.history[:, "train_loss"], rtol=1e-5)
+
+
+def _mean_max_probability(proba):
+    return float(proba.max(axis=1).mean())
+
+
+def test_genuinely_soft_labels_train_a_network_and_predict_classes(digits_split):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    params = {**SOFT, "max_epochs": 30, "module__width": 16}
+    # the average of two networks' probabilities (an ensemble as teacher), and label-smoothed rows
+    teachers = [ConvNetClassifier(**{**params, "random_state": seed}).fit(X_tr, y_tr) for seed in (1, 2)]
+    averaged = np.mean([t.predict_proba(X_tr) for t in teachers], axis=0)
+    smoothed = np.full((len(y_tr), 10), 0.05)
+    smoothed[np.arange(len(y_tr)), y_tr] = 0.55
+    hard = ConvNetClassifier(**params).fit(X_tr, y_tr)
+    for targets in (averaged, smoothed):
+        student = ConvNetClassifier(**params).fit(X_tr, targets)
+        np.testing.assert_array_equal(student.classes_, np.arange(10))
+        prediction = student.predict(X_te)
+        assert prediction.dtype.kind == "i" and (prediction == y_te).mean() > 0.85
+        assert np.isfinite(student.history[:, "train_loss"]).all()
+    # trained towards rows of maximum 0.55, the network is far less confident than on the class indices
+    assert _mean_max_probability(student.predict_proba(X_te)) < _mean_max_probability(hard.predict_proba(X_te)) - 0.2
+
+
+def test_soft_labels_follow_the_classes_parameter_in_its_order(digits_split):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    order = names[::-1]  # unsorted: column j of y is the probability of order[j]
+    one_hot = (names[y_tr][:, None] == order[None, :]).astype(np.float32)
+    soft = ConvNetClassifier(**SOFT, classes=list(order)).fit(X_tr, one_hot)
+    hard = ConvNetClassifier(**SOFT).fit(X_tr, names[y_tr])
+    np.testing.assert_array_equal(soft.classes_, sorted(names))  # the logits' columns, as for hard labels
+    np.testing.assert_allclose(soft.predict_proba(X_te), hard.predict_proba(X_te), rtol=0, atol=1e-6)
+    prediction = soft.predict(X_te)
+    assert prediction.dtype.kind == "U" and (prediction == names[y_te]).mean() > 0.6
+
+
+def _soft(y, n_classes=10):
+    return np.eye(n_classes, dtype=np.float64)[y] * 0.9 + 0.1 / n_classes
+
+
+def _spoil(rows, i, j, value):
+    rows = rows.copy()
+    rows[i, j] = value
+    return rows
+
+
+@pytest.mark.parametrize("make_y, params, match", [
+    (lambda y: _spoil(_soft(y), 3, 0, 0.5), {}, r"rows of y must sum to 1 .*row 3 sums to 1\.49.* not renormalised"),
+    (lambda y: _soft(y) * 100, {}, r"rows of y must sum to 1 .*row 0 sums to 100"),
+    (lambda y: _spoil(_spoil(_soft(y), 5, 1, -0.1), 5, 2, 0.21), {}, r"y has negative entries \(row 5, column 1"),
+    (lambda y: _spoil(_soft(y), 7, 4, np.nan), {}, r"y contains NaN or infinity \(row 7"),
+    (lambda y: _spoil(_soft(y), 2, 4, np.inf), {}, r"y contains NaN or infinity \(row 2"),
+    (lambda y: _soft(y), {"classes": list("abc")}, r"y has 10 columns .* but classes=\['a', 'b', 'c'\] has 3"),
+    (lambda y: _soft(y), {"classes": list("aacdefghij")}, r"classes=.* repeats a label"),
+    (lambda y: _soft(y)[:, :0], {}, r"y has shape \(600, 0\); soft labels are an array of shape"),
+    (lambda y: np.stack([y.astype(str)] * 2, axis=1), {}, r"dtype <U\d+: a 2-D y is read as soft labels"),
+    (lambda y: np.stack([y, y], axis=1), {}, r"rows of y must sum to 1 .*multilabel"),
+    (lambda y: _soft(y)[:-1], {}, r"X and y: .*inconsistent numbers of samples"),
+])
+def test_bad_soft_labels_get_clear_errors_before_training(digits_split, make_y, params, match):
+    X_tr, y_tr, *_ = digits_split
+    net = ConvNetClassifier(**SOFT, **params)
+    with pytest.raises(ValueError, match=match):
+        net.fit(X_tr, make_y(y_tr))
+    assert not hasattr(net, "module_")
+
+
+def test_a_column_of_labels_is_raveled_with_a_warning_as_in_scikit_learn(digits_split):
+    from sklearn.exceptions import DataConversionWarning
+
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        column = ConvNetClassifier(**SOFT).fit(X_tr, y_tr[:, None])
+    labels = ConvNetClassifier(**SOFT).fit(X_tr, y_tr)
+    np.testing.assert_array_equal(column.predict_proba(X_te), labels.predict_proba(X_te))
+
+
+def test_soft_labels_are_fingerprinted_as_probabilities_and_resume(digits_split, tmp_path, monkeypatch):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    params = {**SOFT, "max_epochs": 6, "checkpoint_dir": tmp_path, "checkpoint_every": 2}
+    targets = _soft(y_tr)
+    uninterrupted = ConvNetClassifier(**{**params, "checkpoint_dir": None}).fit(X_tr, targets)
+    _interrupt_after(monkeypatch, 5 * 3 + 1)  # dies in epoch 4, after the checkpoint of epoch 2
+    with pytest.raises(_Preempted):
+        ConvNetClassifier(**params).fit(X_tr, targets)
+    monkeypatch.undo()
+    count = _interrupt_after(monkeypatch, 10**6)
+    resumed = ConvNetClassifier(**params).fit(X_tr, targets)
+    assert count["steps"] == 5 * (6 - 2)
+    np.testing.assert_array_equal(resumed.predict_proba(X_te), uninterrupted.predict_proba(X_te))
+    # other probabilities with the same argmax (an int64 cast would not tell them apart) are another run
+    ConvNetClassifier(**params).fit(X_tr, _soft(y_tr) * 0.5 + 0.05)
+    assert len(list(tmp_path.glob("classifier-*.pt"))) == 2
+    # one-hot rows are not the class indices' run either (another y), and hard runs keep their old digest
+    ConvNetClassifier(**params).fit(X_tr, y_tr)
+    assert len(list(tmp_path.glob("classifier-*.pt"))) == 3
+
+
+class _SoftLabelledImages(torch.utils.data.Dataset):
+    """A plain map-style dataset whose targets are rows of class probabilities (lists of floats)."""
+
+    def __init__(self, X, rows):
+        self.X, self.rows = X, rows
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return torch.as_tensor(self.X[i]), self.rows[i].tolist()
+
+
+def test_fit_on_a_dataset_of_soft_labels(digits_split):
+    X_tr, y_tr, _, _, X_te, _ = digits_split
+    targets = _soft(y_tr).astype(np.float32)
+    from_arrays = ConvNetClassifier(**SOFT).fit(X_tr, targets)
+    tensors = torch.utils.data.TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(targets))
+    np.testing.assert_array_equal(ConvNetClassifier(**SOFT).fit(tensors, None).predict_proba(X_te),
+                                  from_arrays.predict_proba(X_te))
+    # item by item, float64 rows in the order of an unsorted classes parameter
+    general = ConvNetClassifier(**SOFT, classes=list(range(10))[::-1]).fit(
+        _SoftLabelledImages(X_tr, _soft(y_tr)[:, ::-1]), None)
+    np.testing.assert_array_equal(general.classes_, np.arange(10))
+    np.testing.assert_allclose(general.predict_proba(X_te), from_arrays.predict_proba(X_te), rtol=0, atol=1e-6)
+    bad = _spoil(_soft(y_tr), 9, 0, 0.7)
+    with pytest.raises(ValueError, match=r"rows of y must sum to 1 .*row 9"):
+        ConvNetClassifier(**SOFT).fit(_SoftLabelledImages(X_tr, bad), None)
+
+
+@pytest.mark.gpu
+def test_soft_labels_train_on_cuda_from_arrays_and_datasets(digits_split):
+    X_tr, y_tr, _, _, X_te, y_te = digits_split
+    targets = _soft(y_tr).astype(np.float32)
+    params = {**SOFT, "max_epochs": 30, "module__width": 16, "device": "cuda"}
+    for data in ((X_tr, targets), (_SoftLabelledImages(X_tr, _soft(y_tr)), None)):
+        clf = ConvNetClassifier(**params).fit(*data)
+        assert next(clf.module_.parameters()).is_cuda
+        assert (clf.predict(X_te) == y_te).mean() > 0.85

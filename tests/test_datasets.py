@@ -8,6 +8,7 @@ import pytest
 from ddcal_sklearn.datasets import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
+    images_from_dataset,
     load_cifar10,
     load_digits_images,
     load_fashion_mnist,
@@ -207,3 +208,150 @@ def test_cifar10_torchvision_folder(tmp_path, monkeypatch, cifar_test):
     np.testing.assert_allclose(bunch.data, cifar_test.data, atol=1e-5)
     np.testing.assert_array_equal(bunch.target, cifar_test.target)
     assert "JPEG" not in bunch.DESCR
+
+
+# ------------------------------------------------------------------ images_from_dataset
+
+
+def _write_image_folder(root, pixels, labels, class_names):
+    """A folder per class of PNG files (what torchvision's ImageFolder reads): uint8 (n, H, W) or (n, H, W, C)."""
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(pixels, labels)):
+        folder = root / class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:05d}.png")
+    return root
+
+
+def _expected(pixels_chw):
+    """float pixels (n, C, H, W) in [0, 1] normalised with their own per-channel mean and (population) std."""
+    mean = pixels_chw.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = pixels_chw.std(axis=(0, 2, 3), dtype=np.float64)
+    return (pixels_chw - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1), mean, std
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory):
+    """200 digits as 8x8 grey PNGs in a folder per class; ImageFolder reads them as RGB."""
+    digits = load_digits_images()
+    pixels = np.round(unnormalize(digits.data[:200, 0], digits.mean, digits.std) * 255).astype(np.uint8)
+    names = [f"digit_{k}" for k in range(10)]
+    root = _write_image_folder(tmp_path_factory.mktemp("digits"), pixels, digits.target[:200], names)
+    return root, pixels, digits.target[:200]
+
+
+def test_images_from_image_folder(digits_folder, capsys):
+    from torchvision.datasets import ImageFolder
+
+    root, pixels, labels = digits_folder
+    bunch = images_from_dataset(ImageFolder(root), batch_size=64, verbose=1)
+    assert "reading images" in capsys.readouterr().err  # the progress bar
+    # ImageFolder lists files class by class: the labels come sorted, the images with them
+    order = np.argsort(labels, kind="stable")
+    rgb = np.repeat(pixels[order, None] / 255.0, 3, axis=1)
+    expected, mean, std = _expected(rgb)
+    assert bunch.data.shape == (200, 3, 8, 8) and bunch.data.dtype == np.float32
+    np.testing.assert_allclose(bunch.data, expected, atol=1e-5)
+    np.testing.assert_array_equal(bunch.target, labels[order])
+    assert bunch.target.dtype == np.int64
+    assert bunch.target_names == [f"digit_{k}" for k in range(10)]
+    np.testing.assert_allclose(bunch.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(bunch.std, std, rtol=1e-6)
+    assert "ImageFolder (200 images of shape (3, 8, 8))" in bunch.DESCR
+
+
+def test_images_from_dataset_batches_and_workers_agree(digits_folder):
+    """Statistics merged batch by batch (1 image or 7 at a time, in a worker process) equal one pass."""
+    from torchvision.datasets import ImageFolder
+
+    root, _, _ = digits_folder
+    reference = images_from_dataset(ImageFolder(root))
+    for kwargs in ({"batch_size": 1}, {"batch_size": 7, "num_workers": 1}):
+        other = images_from_dataset(ImageFolder(root), **kwargs)
+        np.testing.assert_allclose(other.data, reference.data, atol=1e-5)
+        np.testing.assert_allclose(other.std, reference.std, rtol=1e-6)
+
+
+def test_images_from_dataset_with_given_statistics_and_resizing(digits_folder):
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    root, pixels, labels = digits_folder
+    grey = ImageFolder(root, loader=lambda path: Image.open(path).convert("L"))
+    X, y = images_from_dataset(grey, mean=[0.5], std=[0.25], return_X_y=True)
+    order = np.argsort(labels, kind="stable")
+    np.testing.assert_allclose(X, (pixels[order, None] / 255.0 - 0.5) / 0.25, atol=1e-5)
+    np.testing.assert_array_equal(y, labels[order])
+    resized = images_from_dataset(grey, mean=[0.5], std=[0.25], image_size=(16, 12))
+    assert resized.data.shape == (200, 1, 16, 12)
+    assert resized.mean.tolist() == [0.5] and resized.std.tolist() == [0.25]
+    assert "given" in resized.DESCR and "resized to 16x12" in resized.DESCR
+
+
+def test_images_from_cifar10_pngs(cifar_test, tmp_path):
+    """Real RGB images: 100 CIFAR-10 test images written as PNG and read back exactly."""
+    from torchvision.datasets import ImageFolder
+
+    index = np.random.default_rng(0).choice(len(cifar_test.target), 100, replace=False)
+    pixels = np.round(unnormalize(cifar_test.data[index], cifar_test.mean, cifar_test.std) * 255)
+    pixels = np.clip(pixels, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    labels = cifar_test.target[index]
+    _write_image_folder(tmp_path, pixels, labels, CIFAR10_CLASSES)
+    bunch = images_from_dataset(ImageFolder(tmp_path), mean=cifar_test.mean, std=cifar_test.std)
+    present = sorted(set(labels.tolist()))
+    order = np.argsort(labels, kind="stable")
+    expected = (pixels[order].transpose(0, 3, 1, 2) / 255.0 - cifar_test.mean.reshape(1, 3, 1, 1)) \
+        / cifar_test.std.reshape(1, 3, 1, 1)
+    np.testing.assert_allclose(bunch.data, expected, atol=1e-5)
+    assert bunch.target_names == [CIFAR10_CLASSES[k] for k in present]  # ImageFolder's classes: the folders
+    np.testing.assert_array_equal(np.asarray(present)[bunch.target], labels[order])
+
+
+def test_images_from_tensors_and_arrays():
+    """A TensorDataset of uint8 (C, H, W) tensors, float ones, and (H, W, C) NumPy arrays read alike."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(10, 3, 5, 4), dtype=np.uint8)
+    labels = np.arange(10) % 2
+    as_uint8 = images_from_dataset(TensorDataset(torch.from_numpy(pixels), torch.from_numpy(labels)))
+    as_float = images_from_dataset(TensorDataset(torch.from_numpy(pixels / 255.0), torch.from_numpy(labels)))
+    as_arrays = images_from_dataset(list(zip(pixels.transpose(0, 2, 3, 1), labels.tolist())))
+    expected, _, _ = _expected(pixels / 255.0)
+    for bunch in (as_uint8, as_float, as_arrays):
+        np.testing.assert_allclose(bunch.data, expected, atol=1e-5)
+        np.testing.assert_array_equal(bunch.target, labels)
+        assert bunch.target_names == ["0", "1"]
+
+
+def test_images_from_dataset_errors(tmp_path):
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    for size, name in (((8, 8), "a"), ((9, 8), "b")):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros(size, np.uint8)).save(tmp_path / name / "0.png")
+    with pytest.raises(ValueError, match="different shapes.*image_size="):
+        images_from_dataset(ImageFolder(tmp_path), mean=[0, 0, 0], std=[1, 1, 1])
+    with pytest.raises(ValueError, match="a channel of the images is constant"):
+        images_from_dataset(ImageFolder(tmp_path), image_size=8)
+    with pytest.raises(ValueError, match="both mean and std"):
+        images_from_dataset(ImageFolder(tmp_path), mean=[0, 0, 0])
+    with pytest.raises(ValueError, match="std must be 3 finite numbers"):
+        images_from_dataset(ImageFolder(tmp_path), mean=[0, 0, 0], std=[1], image_size=8)
+    with pytest.raises(ValueError, match="std must be > 0"):
+        images_from_dataset(ImageFolder(tmp_path), mean=[0, 0, 0], std=[1, 0, 1], image_size=8)
+    with pytest.raises(ValueError, match="image_size must be"):
+        images_from_dataset(ImageFolder(tmp_path), image_size=(8, 0))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        images_from_dataset(ImageFolder(tmp_path), batch_size=0)
+    with pytest.raises(ValueError, match="holds no images"):
+        images_from_dataset([])
+    with pytest.raises(TypeError, match="map-style"):
+        images_from_dataset(image for image in [(np.zeros((4, 4), np.uint8), 0)])
+    with pytest.raises(TypeError, match=r"\(image, label\) pairs"):
+        images_from_dataset([np.zeros((4, 4), np.uint8)])
+    with pytest.raises(TypeError, match="an image is a str"):
+        images_from_dataset([("not an image", 0)])

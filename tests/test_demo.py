@@ -99,3 +99,36 @@ def test_unknown_dataset(tmp_path):
         run_demo("mnist", output_dir=tmp_path)
     with pytest.raises(SystemExit):
         main(["--dataset", "mnist"])
+
+
+def test_zca_demo_records_and_unwhitens(tmp_path):
+    """--zca: every split whitened; the sets record the ZCA saved beside them; the grid is un-whitened."""
+    from ddcal_sklearn import ZCAWhitening
+
+    results = run_demo(quick=True, zca=True, output_dir=tmp_path, verbose=False)
+    paths = results["paths"]
+    assert results["settings"]["zca"] is True and "ZCA-whitened" in paths["results_md"].read_text()
+    zca = ZCAWhitening.load(paths["zca"])
+    for key in ("dm", "dm_mdt"):
+        meta = load_synthetic_set(paths[f"synthetic_{key}"]).metadata
+        assert meta["zca"]["file"] == str(paths["zca"]) and meta["zca"]["sha256"] == zca.sha256_
+        assert "mean" not in meta  # whitened images: un-normalising them means nothing
+    assert paths["synthetic_images"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_synthetic_grid_unwhitens(tmp_path):
+    """The grid plots ``zca.inverse_transform`` of the sets, not the whitened images."""
+    from ddcal_sklearn import load_digits_images
+    from ddcal_sklearn.apps.demo import _save_synthetic_grid
+
+    seen = []
+
+    class RecordingZCA:
+        def inverse_transform(self, X):
+            seen.append(X)
+            return np.full_like(X, 0.5)
+
+    bunch = load_digits_images()
+    X_syn, y_syn = bunch.data[:20], np.repeat(np.arange(10), 2)
+    _save_synthetic_grid(tmp_path / "grid.png", [("DM", X_syn, y_syn)], bunch, zca=RecordingZCA())
+    assert len(seen) == 1 and seen[0] is X_syn and (tmp_path / "grid.png").stat().st_size > 0

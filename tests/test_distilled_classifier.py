@@ -5,7 +5,8 @@ import pickle
 import numpy as np
 import pytest
 from imblearn.pipeline import Pipeline as ImbPipeline
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
@@ -124,3 +125,39 @@ def test_tags_say_non_deterministic_when_a_part_has_no_random_state():
     assert get_tags(DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier())).non_deterministic
     assert get_tags(DistilledClassifier()).non_deterministic  # defaults: no random_state anywhere
     assert get_tags(seeded).input_tags.three_d_array
+
+
+class _SoftLabellingSampler(BaseEstimator):
+    """A stand-in for a distiller that learns labels: ``ipc`` real images per class, label-smoothed rows."""
+
+    def __init__(self, ipc=5, smoothing=0.2):
+        self.ipc = ipc
+        self.smoothing = smoothing
+
+    def fit_resample(self, X, y):
+        rows = np.concatenate([np.flatnonzero(y == k)[:self.ipc] for k in np.unique(y)])
+        targets = np.full((len(rows), 10), self.smoothing / 10)
+        targets[np.arange(len(rows)), y[rows]] += 1 - self.smoothing
+        return X[rows], targets
+
+
+def test_soft_synthetic_labels_train_the_estimator_and_the_calibrator_uses_them(data):
+    X_tr, y_tr, X_te, y_te = data
+    model = DistilledClassifier(_SoftLabellingSampler(), ConvNetClassifier(**NET),
+                                calibrator=MaskedTemperatureCalibrator(mask_ratio=0.5, random_state=0)).fit(X_tr, y_tr)
+    X_syn, y_syn = _SoftLabellingSampler().fit_resample(X_tr, y_tr)
+    direct = ConvNetClassifier(**NET).fit(X_syn, y_syn)
+    np.testing.assert_array_equal(model.estimator_.predict_proba(X_te), direct.predict_proba(X_te))
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+    # the temperature is the soft cross-entropy's on the masked synthetic set (not that of their argmax)
+    by_argmax = MaskedTemperatureCalibrator(FrozenEstimator(direct), mask_ratio=0.5, random_state=0).fit(
+        X_syn, y_syn.argmax(axis=1))
+    assert model.calibrator_.temperatures_[0] != by_argmax.temperatures_[0]
+    assert (model.predict(X_te) == y_te).mean() > 0.5
+
+
+def test_soft_real_labels_are_refused_before_distilling(data):
+    X_tr, y_tr, *_ = data
+    with pytest.raises(ValueError, match=r"soft labels, but the distiller builds its images class by class.*"
+                                         r"y\.argmax\(axis=1\)"):
+        DistilledClassifier(DatasetDistiller(**DISTILLER)).fit(X_tr, np.eye(10)[y_tr])

@@ -12,6 +12,7 @@ from ddcal_sklearn import (
     DistilledClassifier,
     ExpertTrajectories,
     MaskedTemperatureCalibrator,
+    ZCAWhitening,
 )
 
 # scikit-learn's checks feed 2-D tabular data, so every network here is a small MLP (the
@@ -32,6 +33,8 @@ ESTIMATORS = [
     DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET)),
     DistilledClassifier(DatasetDistiller(**DISTILLER), ConvNetClassifier(**NET),
                         calibrator=MaskedTemperatureCalibrator(random_state=0)),
+    ZCAWhitening(),
+    ZCAWhitening(eps=1e-3, compute_inv=False, unbiased=False),  # no inverse_transform, covariance / n
 ]
 
 # skorch sets bookkeeping attributes (history_, initialized_, virtual_params_) and stores

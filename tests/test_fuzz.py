@@ -533,7 +533,12 @@ class _Files(dict):
 def _check_loaded(kind, loaded, files):
     if kind == "synthetic":
         _assert_finite(loaded.data)
-        assert loaded.data.ndim >= 2 and loaded.target.shape == (len(loaded.data),)
+        assert loaded.data.ndim >= 2 and loaded.target.shape[:1] == (len(loaded.data),)
+        if loaded.target.ndim == 2:  # soft labels: rows of probabilities
+            _assert_finite(loaded.target)
+            assert (loaded.target >= 0).all() and np.allclose(loaded.target.sum(axis=1), 1, rtol=0, atol=1e-4)
+        else:
+            assert loaded.target.ndim == 1
         assert isinstance(loaded.metadata, dict)
     elif kind == "calibration":
         proba = loaded.predict_proba(files["X_check"])
@@ -577,7 +582,7 @@ def npz_members(draw, names):
     form = draw(st.sampled_from(["array", "array", "object", "header", "bytes", "metadata"]))
     if form == "array":
         shape = draw(array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
-        content = _npy(draw(numeric_arrays(shape)))
+        content = _npy(draw(numeric_arrays(shape, odd=False)))  # object arrays: the "object" form below
     elif form == "object":
         content = _npy(np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     elif form == "header":  # a small .npy header that declares a huge array

@@ -73,3 +73,40 @@ def test_extreme_logits_give_finite_losses_and_gradients():
 def test_bad_arguments_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FocalLoss(**kwargs)
+
+
+def _soft_rows(n, k, seed=1):
+    """Rows of class probabilities, seeded."""
+    return torch.softmax(torch.randn(n, k, generator=torch.Generator().manual_seed(seed)) * 2, dim=1)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_soft_targets_follow_the_formula_and_one_hot_rows_give_the_class_indices(logits_and_targets, gamma,
+                                                                                 smoothing):
+    logits, y = logits_and_targets
+    loss = FocalLoss(gamma, label_smoothing=smoothing, reduction="none")
+    one_hot = F.one_hot(y, 5).float()
+    torch.testing.assert_close(loss(logits, one_hot), loss(logits, y), rtol=1e-6, atol=1e-6)
+    # -sum_k q_k (1 - p_k)^gamma log p_k with q = (1 - eps) s + eps / K, in float64
+    s = _soft_rows(len(y), 5)
+    z = logits.double()
+    log_p = torch.log_softmax(z, 1)
+    q = (1 - smoothing) * s.double() + smoothing / 5
+    expected = -(q * (1 - log_p.exp()) ** gamma * log_p).sum(1)
+    np.testing.assert_allclose(loss(logits, s).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 3.0])
+def test_the_loss_is_linear_in_soft_targets_so_mixing_losses_mixes_targets(logits_and_targets, gamma):
+    logits, y = logits_and_targets
+    loss = FocalLoss(gamma, label_smoothing=0.1)
+    a, b, lam = _soft_rows(len(y), 5, seed=1), _soft_rows(len(y), 5, seed=2), 0.3
+    torch.testing.assert_close(lam * loss(logits, a) + (1 - lam) * loss(logits, b),
+                               loss(logits, lam * a + (1 - lam) * b), rtol=1e-5, atol=1e-6)
+
+
+def test_soft_targets_of_the_wrong_shape_are_refused(logits_and_targets):
+    logits, _ = logits_and_targets
+    with pytest.raises(ValueError, match=r"soft labels must have the shape of logits \(32, 5\), got \(32, 4\)"):
+        FocalLoss(2.0)(logits, torch.full((32, 4), 0.25))

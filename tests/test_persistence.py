@@ -191,6 +191,9 @@ BAD_CALIBRATIONS = {
     "nan-loss": (lambda s: _edit(s, mask_ratio_losses={"mask_ratios": [0.0], "losses": [1.0]}).replace(
         "1.0]", "NaN]"), "invalid JSON.*NaN is not a JSON number"),
     "deeply-nested-json": (lambda s: '{"format": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid JSON.*nests"),
+    # found by tests/test_fuzz.py: a null list was a bare TypeError from inside load_calibration
+    "unsaved-params-null": (lambda s: _edit(s, unsaved_params=None), "corrupted.*unsaved_params must be a list"),
+    "unsaved-params-numbers": (lambda s: _edit(s, unsaved_params=[1]), "corrupted.*unsaved_params must be a list"),
 }
 
 
@@ -511,3 +514,47 @@ def test_no_loader_runs_code_from_a_pickled_payload(tmp_path, load, write):
     with pytest.raises(ValueError):
         load(path)
     assert not marker.exists()
+
+
+# --- soft labels in synthetic sets ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_synthetic_set_with_soft_labels_round_trips_and_trains_a_network(tmp_path, digits, dtype):
+    X, y, *_ = digits
+    rows = np.full((40, 10), 0.02, dtype=dtype)
+    rows[np.arange(40), y[:40]] = 0.82
+    path = save_synthetic_set(tmp_path / "soft", X[:40], rows, ipc=4, method="dm")
+    loaded = load_synthetic_set(path)
+    assert loaded.target.dtype == dtype and loaded.target.shape == (40, 10)
+    np.testing.assert_array_equal(loaded.target, rows)  # stored as given, not renormalised nor cast
+    np.testing.assert_array_equal(loaded.data, X[:40])
+    assert loaded.metadata["ipc"] == 4
+    net = ConvNetClassifier(max_epochs=2, **NET).fit(loaded.data, loaded.target)
+    np.testing.assert_array_equal(net.classes_, np.arange(10))
+
+
+@pytest.mark.parametrize("rows, match", [
+    (np.array([[0.5, 0.6], [0.5, 0.5]]), r"rows of y must sum to 1 .*row 0 sums to 1\.1"),
+    (np.array([[1.5, -0.5], [0.5, 0.5]]), r"y has negative entries \(row 0, column 1"),
+    (np.array([[np.nan, 1.0], [0.5, 0.5]]), r"y contains NaN or infinity \(row 0"),
+    (np.array([[0.5, 0.5]]), r"y must have shape \(2,\).*\(2, n_classes\), soft labels\), got shape \(1, 2\)"),
+    (np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]])[:, :0], r"y has shape \(2, 0\)"),
+])
+def test_save_synthetic_set_refuses_bad_soft_labels(tmp_path, rows, match):
+    with pytest.raises(ValueError, match=match):
+        save_synthetic_set(tmp_path / "bad", np.zeros((2, 1, 8, 8), np.float32), rows)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("target, match", [
+    (np.array([[0.5, 0.6], [0.5, 0.5]]), r"corrupted.*rows of target must sum to 1 .*row 0"),
+    (np.array([[2.0, -1.0], [0.5, 0.5]]), r"corrupted.*target has negative entries"),
+    (np.array([[np.inf, 0.0], [0.5, 0.5]]), r"corrupted.*target contains NaN or infinity"),
+    (np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]), r"corrupted.*target must have shape \(2,\)"),
+])
+def test_a_file_holding_bad_soft_labels_is_refused_on_reading(tmp_path, target, match):
+    path = _valid_set(tmp_path / "set.npz")
+    _rewrite(path, target=target)
+    with pytest.raises(ValueError, match=match):
+        load_synthetic_set(path)

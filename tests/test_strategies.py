@@ -140,3 +140,14 @@ def test_a_method_switch_drops_the_previous_methods_attributes(small):
     d.set_params(method="dm", lr_images=1.0).fit(X, y)
     assert not hasattr(d, "syn_lr_") and not hasattr(d, "experts_")
     assert torch.get_num_threads() == 1  # the suite's setting is untouched
+
+
+def test_a_saved_mtt_set_keeps_its_learned_step_size(small, tmp_path):
+    from ddcal_sklearn import load_synthetic_set
+
+    X, y = small
+    mtt = TrajectoryMatching(n_experts=1, max_start_epoch=1, expert_epochs=1, syn_steps=1)
+    d = DatasetDistiller(mtt, **{**TINY, "lr_images": 100.0}).fit(X, y)
+    loaded = load_synthetic_set(d.save(tmp_path / "mtt.npz"))
+    assert loaded.learned_lr == pytest.approx(d.syn_lr_) and loaded.metadata["method"] == "TrajectoryMatching"
+    assert load_synthetic_set(DatasetDistiller(**TINY).fit(X, y).save(tmp_path / "dm.npz")).learned_lr is None

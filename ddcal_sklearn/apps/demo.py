@@ -36,6 +36,7 @@ from ddcal_sklearn import (
     DatasetDistiller,
     MaskedTemperatureCalibrator,
     ReliabilityDisplay,
+    ZCAWhitening,
     load_cifar10,
     load_digits_images,
     load_fashion_mnist,
@@ -113,7 +114,7 @@ def _available_cores():
     return os.cpu_count() or 1
 
 
-def _settings(dataset, *, on_gpu, quick, ipc, iterations, epochs, n_train, mdt_mask_ratio):
+def _settings(dataset, *, on_gpu, quick, ipc, iterations, epochs, n_train, mdt_mask_ratio, zca=False):
     settings = {k: v for k, v in _SETTINGS[dataset].items() if k != "cpu"}
     if not on_gpu:
         settings.update(_SETTINGS[dataset].get("cpu", {}))
@@ -126,6 +127,7 @@ def _settings(dataset, *, on_gpu, quick, ipc, iterations, epochs, n_train, mdt_m
             settings[name] = value
     settings["ipc"] = ipc
     settings["mdt_mask_ratio"] = mdt_mask_ratio
+    settings["zca"] = bool(zca)
     return settings
 
 
@@ -248,14 +250,16 @@ _LEGEND = (f"ECE: top-label, {N_BINS} equal-width bins. NLL: mean negative log-l
            "in [0, 2]. Conf - acc > 0: over-confident. T and mask ratio are fitted without test data.")
 
 
-def _save_synthetic_grid(path, sets, bunch):
-    """One panel per synthetic set, one row per class, pixels un-normalised."""
+def _save_synthetic_grid(path, sets, bunch, zca=None):
+    """One panel per synthetic set, one row per class, pixels un-normalised (un-whitened with ``zca``)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 5), squeeze=False)
     for ax, (title, X_syn, y_syn) in zip(axes[0], sets):
         classes = np.unique(y_syn)
         ipc = len(y_syn) // len(classes)
-        images = np.clip(unnormalize(X_syn, bunch.mean, bunch.std), 0, 1)
+        # whitened images are shown as images: the inverse ZCA gives back pixels in [0, 1]
+        pixels = unnormalize(X_syn, bunch.mean, bunch.std) if zca is None else zca.inverse_transform(X_syn)
+        images = np.clip(pixels, 0, 1)
         _, c, h, w = images.shape
         pad = 1
         grid = np.ones((len(classes) * (h + pad) - pad, ipc * (w + pad) - pad, c), dtype=np.float32)
@@ -289,7 +293,7 @@ def _save_reliability(path, y_test, probas, labels, title):
 
 def run_demo(dataset="digits", *, ipc=10, iterations=None, epochs=None, seed=0, output_dir="outputs/demo",
              quick=False, data_root=None, n_train=None, mdt_mask_ratio=MDT_MASK_RATIO, n_threads=None,
-             verbose=True):
+             zca=False, verbose=True):
     """Distil with DM and DM+MDT, train, calibrate four ways, and report on real test data.
 
     Parameters
@@ -321,6 +325,11 @@ def run_demo(dataset="digits", *, ipc=10, iterations=None, epochs=None, seed=0, 
         Torch CPU threads during the run (restored afterwards). None: 1 for digits,
         whose 8x8 tensors are too small to gain from threads (and lose a lot when the
         cores are shared), else every core available to the process.
+    zca : bool, default=False
+        Distil, train and test on ZCA-whitened images, as MTT does for CIFAR: a
+        :class:`~ddcal_sklearn.ZCAWhitening` (``eps=0.1``) fitted on the training images'
+        pixels in [0, 1] whitens every split; it is saved beside the synthetic sets, which
+        record it, and the image grid shows the sets un-whitened.
     verbose : bool, default=True
         Print progress lines (step and duration) on stderr.
 
@@ -340,7 +349,7 @@ def run_demo(dataset="digits", *, ipc=10, iterations=None, epochs=None, seed=0, 
     device = resolve_device("auto")
     on_gpu = device.type == "cuda"
     settings = _settings(dataset, on_gpu=on_gpu, quick=quick, ipc=ipc, iterations=iterations, epochs=epochs,
-                         n_train=n_train, mdt_mask_ratio=mdt_mask_ratio)
+                         n_train=n_train, mdt_mask_ratio=mdt_mask_ratio, zca=zca)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if data_root is None and dataset != "digits":
@@ -365,6 +374,14 @@ def _run(dataset, settings, seed, output_dir, data_root, device, progress):
     progress(f"{dataset}: {splits['train']} training images to distil, {splits['calibration']} held-out real "
              f"for calibration, {splits['test']} for testing; device {device} "
              f"({timings['load']:.1f}s)")
+    zca = None
+    if settings["zca"]:  # as MTT: fitted on the training images' pixels in [0, 1], applied to every split
+        t0 = time.perf_counter()
+        zca = ZCAWhitening(eps=0.1).fit(unnormalize(X_train, bunch.mean, bunch.std))
+        X_train, X_cal, X_test = (zca.transform(unnormalize(X, bunch.mean, bunch.std))
+                                  for X in (X_train, X_cal, X_test))
+        timings["zca"] = time.perf_counter() - t0
+        progress(f"ZCA whitening (eps 0.1) fitted on the training pixels and applied ({timings['zca']:.1f}s)")
 
     ipc, depth, width = settings["ipc"], settings["depth"], settings["width"]
     labels = dict(TRAINING_SETS, dm_mdt=f"{TRAINING_SETS['dm_mdt']} (r={settings['mdt_mask_ratio']:g})")
@@ -406,14 +423,19 @@ def _run(dataset, settings, seed, output_dir, data_root, device, progress):
     t0 = time.perf_counter()
     paths = {}
     stem = f"{dataset}_ipc{ipc}_seed{seed}"
+    # the images are normalised pixels, or whitened ones: the sets record the ZCA (its file, saved once)
+    space = {"mean": bunch.mean, "std": bunch.std}
+    if zca is not None:
+        paths["zca"] = zca.save(output_dir / f"{stem}_zca.npz")
+        space = {"zca": paths["zca"]}
     for key, distiller in distillers.items():
         paths[f"synthetic_{key}"] = distiller.save(
-            output_dir / f"{stem}_{key}.npz", mean=bunch.mean, std=bunch.std, dataset=dataset, seed=seed,
+            output_dir / f"{stem}_{key}.npz", **space, dataset=dataset, seed=seed,
             target_names=list(bunch.target_names), batch_real=settings["batch_real"],
             net_params={"width": width, "depth": depth})
     paths["synthetic_images"] = output_dir / "synthetic_images.png"
     _save_synthetic_grid(paths["synthetic_images"],
-                         [(labels[k], *train_sets[k]) for k in ("dm", "dm_mdt")], bunch)
+                         [(labels[k], *train_sets[k]) for k in ("dm", "dm_mdt")], bunch, zca=zca)
     paths["reliability"] = output_dir / "reliability_dm.png"
     _save_reliability(paths["reliability"], y_test, probas["dm"], nets["dm"].classes_,
                       f"{dataset}, {labels['dm']}")
@@ -425,6 +447,9 @@ def _run(dataset, settings, seed, output_dir, data_root, device, progress):
               f"({settings['iterations']} iterations), and {ipc} random real images per class. "
               f"Calibration data: {len(y_cal)} held-out real images, or the training set itself. "
               f"Test: {len(y_test)} real images. Hardware: {describe_hardware(device)}.\n")
+    if zca is not None:
+        header += ("\nEvery split is ZCA-whitened (eps 0.1, fitted on the training images' pixels, as MTT does); "
+                   "the image grid shows the synthetic sets un-whitened.\n")
     if "Caveat:" in bunch.DESCR:  # the lossy CIFAR-10 JPEG copy: numbers are not comparable with papers
         header += "\nCaveat: " + " ".join(bunch.DESCR.split("Caveat:", 1)[1].split("Licence:")[0].split()) + "\n"
     paths["results_md"] = output_dir / "results.md"
@@ -476,6 +501,8 @@ def main(argv=None):
                         help="mask ratio of the DM+MDT set (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for digits, else all cores)")
+    parser.add_argument("--zca", action="store_true",
+                        help="ZCA-whiten every split (fitted on the training pixels, eps 0.1), as MTT does")
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks that every step runs")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
@@ -483,7 +510,7 @@ def main(argv=None):
     results = run_demo(args.dataset, ipc=args.ipc, iterations=args.iterations, epochs=args.epochs,
                        seed=args.seed, output_dir=args.output_dir, quick=args.quick, data_root=args.data_root,
                        n_train=args.n_train, mdt_mask_ratio=args.mdt_mask_ratio, n_threads=args.threads,
-                       verbose=not args.quiet)
+                       zca=args.zca, verbose=not args.quiet)
     print(results["table"])
     print()
     print(_LEGEND)

@@ -38,7 +38,14 @@ from sklearn.utils.validation import (
 )
 
 from ..masking import check_mask_ratio, mask_elements
-from ..utils import check_generator, check_label_types, draw_seed, naming_the_input
+from ..utils import (
+    check_generator,
+    check_label_types,
+    check_soft_labels,
+    draw_seed,
+    is_soft_labels,
+    naming_the_input,
+)
 from ._logits import check_scoring_classifier, logits, with_feature_names
 from ._persistence import (
     CALIBRATION_FORMAT_VERSION,  # noqa: F401  (importable from here, where it used to live)
@@ -170,7 +177,10 @@ def _fit_pair_temperature(scores, y_index, sample_weight):
     Held-out samples of a class the estimator never saw (logit ``-inf``) have
     probability 0 at every temperature: a constant term of the NLL, left out.
     """
-    known = np.isfinite(scores[np.arange(len(y_index)), y_index])
+    if y_index.ndim == 2:  # soft labels: known where every class of positive probability has a logit
+        known = (np.isfinite(scores) | (y_index == 0)).all(axis=1)
+    else:
+        known = np.isfinite(scores[np.arange(len(y_index)), y_index])
     if not known.all():
         if not known.any():
             raise ValueError(
@@ -322,6 +332,21 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     - ``decision_function`` exists: the scaled logits (for two classes the
       calibrated log-odds).
 
+    **Soft labels** (``y`` of shape ``(n_samples, n_classes)``, rows of class
+    probabilities, as a distilled set with learned labels holds) replace the NLL by
+    the soft cross-entropy ``-sum_k y_k log softmax(logits / T)_k``: the NLL expected
+    under each row's distribution, i.e. the NLL of the set in which each sample
+    appears once per class with weight ``y_k`` (see
+    :func:`~ddcal_sklearn.calibration.fit_temperature`; one-hot rows give the
+    temperature of their class indices). The temperature then makes the masked
+    predictions as confident as the labels say, which is what soft labels assert
+    about those samples. They are taken only where no step needs class labels: a
+    :class:`~sklearn.frozen.FrozenEstimator` with ``ensemble=False`` (its default)
+    and a single ``mask_ratio``, the columns of ``y`` following the estimator's
+    ``classes_``. Cross-validation (which refits the estimator and stratifies by
+    class) and the choice among several ratios (stratified halves, ECE) are refused
+    with a ``ValueError``: pass ``y.argmax(axis=1)`` or the real labels there.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -390,13 +415,17 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         return estimator
 
     def _validate_fit_input(self, X, y, masking):
-        """Numeric X (arrays of any rank, CSR/CSC), finite where a mask is applied."""
-        check_label_types(y)  # before NumPy turns [0, "a"] into strings
+        """Numeric X (arrays of any rank, CSR/CSC), finite where a mask is applied; y labels or soft labels."""
+        soft = is_soft_labels(y)
+        if soft:
+            y = check_soft_labels(y)  # its width is checked against classes_ in fit
+        else:
+            check_label_types(y)  # before NumPy turns [0, "a"] into strings
         _check_numeric_samples(X)
         with naming_the_input(X, y, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
                               ensure_all_finite=False):
             X, y = validate_data(self, X, y, allow_nd=True, dtype="numeric", accept_sparse=_ACCEPT_SPARSE,
-                                 ensure_all_finite=False)
+                                 ensure_all_finite=False, multi_output=soft)
         values = X.data if sp.issparse(X) else X
         if masking and values.dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(
@@ -404,9 +433,33 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
                 f"X first, or use mask_ratio=0 (got mask_ratio={self.mask_ratio!r}) to leave them to an "
                 "estimator that handles them, such as a pipeline starting with SimpleImputer."
             )
-        with naming_the_input(X, y, culprit="y"):
-            check_classification_targets(y)
+        if not soft:
+            with naming_the_input(X, y, culprit="y"):
+                check_classification_targets(y)
         return X, y
+
+    def _soft_label_columns(self, y, estimator, frozen, ensemble, mask_ratios):
+        """Soft labels ``y`` as the targets of the temperature fit, where they have a meaning; else ValueError.
+
+        Only a frozen estimator calibrated with one temperature (``ensemble=False``) and one
+        mask ratio takes them: cross-validation refits the estimator and splits by class
+        labels, and choosing a ratio splits and scores by class labels too.
+        """
+        hard = "pass hard labels (y.argmax(axis=1), or the real labels)"
+        if not frozen or ensemble:
+            raise ValueError(
+                f"y holds soft labels (shape {y.shape}), which MaskedTemperatureCalibrator fits only for a "
+                "FrozenEstimator with ensemble=False (its default for one): cross-validation refits the "
+                f"estimator and splits by class labels. Fit the estimator yourself and pass "
+                f"FrozenEstimator(fitted), or {hard}.")
+        if len(mask_ratios) > 1:
+            raise ValueError(
+                f"y holds soft labels (shape {y.shape}), but mask_ratio={self.mask_ratio!r} asks to choose among "
+                f"several ratios, which splits and scores the samples by class label: fix one mask_ratio, or {hard}.")
+        check_is_fitted(estimator.estimator)
+        self.classes_ = np.asarray(estimator.classes_)
+        return check_soft_labels(y, len(self.classes_),
+                                 classes_source=f"the estimator's classes_ {self.classes_.tolist()!r}")
 
     def _check_folds(self, y_index):
         """Refuse the folds scikit-learn refuses: LeaveOneOut, and more folds than a class has samples."""
@@ -459,7 +512,9 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             Inputs, images ``(n_samples, channels, height, width)``, flat features,
             or a CSR/CSC matrix (masked on its stored entries, kept sparse).
             Masking needs numbers, so X is validated as a numeric array.
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Class labels, or soft labels (one row of class probabilities per sample,
+            in the columns of the frozen estimator's ``classes_``; see the Notes).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative sample weights: of the temperature fit (a weighted mean
             NLL, on each held-out fold), and of each fold estimator's fit, sliced to
@@ -485,7 +540,9 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
 
         frozen = isinstance(estimator, FrozenEstimator)
         ensemble = (not frozen) if self.ensemble == "auto" else self.ensemble
-        if frozen:
+        if y.ndim == 2:  # soft labels, whose columns are the estimator's classes_
+            y_index = self._soft_label_columns(y, estimator, frozen, ensemble, mask_ratios).astype(np.float64)
+        elif frozen:
             check_is_fitted(estimator.estimator)
             self.classes_ = np.asarray(estimator.classes_)
             y_index, unknown = _class_columns(self.classes_, y)

@@ -187,11 +187,14 @@ def read_calibration_state(path):
         params = state["params"]
         if not isinstance(params, dict):
             raise ValueError(f"params must be a JSON object, got {params!r}")
+        unsaved = state.get("unsaved_params", [])
+        if not isinstance(unsaved, list) or not all(isinstance(name, str) for name in unsaved):
+            raise ValueError(f"unsaved_params must be a list of parameter names, got {unsaved!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is a corrupted calibration file: {exc}") from exc
     return Bunch(format_version=state["format_version"], classes=classes, temperatures=temperatures,
                  mask_ratio=mask_ratio, n_features_in=n_features, feature_names_in=names,
-                 mask_ratio_losses=losses, params=params, unsaved_params=state.get("unsaved_params", []))
+                 mask_ratio_losses=losses, params=params, unsaved_params=unsaved)
 
 
 def saved_temperatures(state, estimator):

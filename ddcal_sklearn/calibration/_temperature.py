@@ -13,7 +13,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import _check_sample_weight
 
 from ..metrics import expected_calibration_error
-from ..utils import check_generator, draw_seed, naming_the_input
+from ..utils import check_generator, check_soft_labels, draw_seed, is_soft_labels, naming_the_input
 
 __all__ = ["LOG_BETA_BOUNDS", "fit_temperature", "mask_ratio_losses"]
 
@@ -58,7 +58,11 @@ def _temperature_from_logits(logits, y, sample_weight=None):
 
     Entries of ``logits`` may be ``-inf`` off the true column (a class the estimator
     never saw: probability 0 at every temperature); the true-class logits must be finite.
+    ``y`` is class indices (n,), or soft labels (n, k) (checked), whose logits must be
+    finite wherever they give a class a positive probability.
     """
+    if y.ndim == 2:
+        return _temperature_from_soft_labels(logits, y, sample_weight)
     true_logit = logits[np.arange(len(y)), y]
 
     if sample_weight is None:
@@ -69,6 +73,27 @@ def _temperature_from_logits(logits, y, sample_weight=None):
         def nll(log_beta):
             beta = np.exp(log_beta)
             return np.average(logsumexp(beta * logits, axis=1) - beta * true_logit, weights=sample_weight)
+
+    result = minimize_scalar(nll, bounds=LOG_BETA_BOUNDS, method="bounded",
+                             options={"xatol": 64 * np.finfo(np.float64).eps})
+    return float(np.exp(-result.x))
+
+
+def _temperature_from_soft_labels(logits, y, sample_weight=None):
+    """The search of :func:`_temperature_from_logits` on the soft cross-entropy ``-sum_k y_k log p_k``.
+
+    ``-log p_k = logsumexp(beta z) - beta z_k``, so a row's loss is
+    ``sum_k y_k * logsumexp(beta z) - beta * sum_k y_k z_k``: the NLL of hard labels with
+    each row's mass spread over its classes (one-hot rows give the hard labels' numbers
+    exactly). A class of probability 0 adds nothing, even where its logit is ``-inf``.
+    """
+    with np.errstate(invalid="ignore"):  # 0 * -inf, replaced by 0
+        target_logit = np.where(y > 0, y * logits, 0.0).sum(axis=1)
+    mass = y.sum(axis=1)
+
+    def nll(log_beta):
+        beta = np.exp(log_beta)
+        return np.average(mass * logsumexp(beta * logits, axis=1) - beta * target_logit, weights=sample_weight)
 
     result = minimize_scalar(nll, bounds=LOG_BETA_BOUNDS, method="bounded",
                              options={"xatol": 64 * np.finfo(np.float64).eps})
@@ -90,8 +115,14 @@ def fit_temperature(logits, y, sample_weight=None):
     logits : array-like of shape (n_samples, n_classes)
         Finite logits (for a binary margin ``d``, pass ``(-d, d)`` as scikit-learn
         does; see :func:`~ddcal_sklearn.calibration.logits`).
-    y : array-like of shape (n_samples,)
-        Column index of the true class of each sample.
+    y : array-like of shape (n_samples,) or (n_samples, n_classes)
+        Column index of the true class of each sample, or soft labels: one row of
+        class probabilities per sample (finite, non-negative, summing to 1 within
+        1e-4), one column per column of ``logits``. Soft labels replace the NLL by
+        the soft cross-entropy ``-sum_k y_k log softmax(logits / T)_k``, the NLL
+        expected under each row's distribution (as if each sample appeared once per
+        class ``k`` with weight ``y_k``); one-hot rows give the temperature of their
+        class indices.
     sample_weight : array-like of shape (n_samples,), default=None
         Non-negative weights of the samples in the NLL (a weighted mean,
         ``sum(w * nll) / sum(w)``); None weighs every sample equally.
@@ -104,7 +135,8 @@ def fit_temperature(logits, y, sample_weight=None):
     ------
     ValueError
         If ``logits`` is not a finite 2-D array with at least one row, ``y`` is
-        not one integer column index in ``[0, n_classes)`` per row, or
+        not one integer column index in ``[0, n_classes)`` per row nor valid soft
+        labels with one column per class, or
         ``sample_weight`` has the wrong shape, negative or non-finite entries, or
         only zeros.
 
@@ -122,7 +154,14 @@ def fit_temperature(logits, y, sample_weight=None):
     True
     """
     logits = _as_logits(logits, "logits")
-    y = _check_class_indices(y, len(logits), logits.shape[1])
+    if is_soft_labels(y):
+        y = check_soft_labels(y, logits.shape[1], classes_source="logits (one column per class)")
+        if len(y) != len(logits):
+            raise ValueError(f"y has {len(y)} rows of soft labels, but logits has {len(logits)} rows: give one "
+                             "per row of logits.")
+        y = y.astype(np.float64)
+    else:
+        y = _check_class_indices(y, len(logits), logits.shape[1])
     return _temperature_from_logits(logits, y, _check_weights(sample_weight, logits))
 
 

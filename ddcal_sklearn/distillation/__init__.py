@@ -3,10 +3,10 @@
 Layout: ``_strategy.py`` (the protocol between the distiller and a method, the
 context a method sees), one file per method (``_dm.py``, ``_gradient_matching.py``,
 ``_trajectory_matching.py``), ``_registry.py`` (method names), ``_experts.py``
-(:class:`ExpertTrajectories` for MTT), ``_distiller.py`` (the estimator) and
-``_synthetic_set.py`` (the file format). Imports :mod:`~ddcal_sklearn.nn`,
-:mod:`~ddcal_sklearn.masking` and :mod:`~ddcal_sklearn.utils`, never
-:mod:`~ddcal_sklearn.calibration`.
+(:class:`ExpertTrajectories` for MTT), ``_distiller.py`` (the estimator),
+``_synthetic_set.py`` (the file formats) and ``_research_formats.py`` (the research
+code's set files). Imports :mod:`~ddcal_sklearn.nn`, :mod:`~ddcal_sklearn.masking`
+and :mod:`~ddcal_sklearn.utils`, never :mod:`~ddcal_sklearn.calibration`.
 """
 
 from ._distiller import DatasetDistiller

@@ -491,7 +491,10 @@ class DatasetDistiller(BaseEstimator):
         ----------
         path : str or path-like
         **metadata
-            Extra JSON-serialisable entries, e.g. ``mean=``/``std=`` of the normalisation.
+            Extra JSON-serialisable entries, e.g. ``mean=``/``std=`` of the normalisation,
+            and ``zca=`` (a fitted :class:`~ddcal_sklearn.ZCAWhitening` or the path of a
+            saved one) when the images were distilled ZCA-whitened: its record is stored
+            (see :func:`~ddcal_sklearn.save_synthetic_set`).
 
         Returns
         -------
@@ -502,4 +505,7 @@ class DatasetDistiller(BaseEstimator):
         params = {key: value for key, value in self.get_params().items() if is_jsonable(value)}
         params["method"] = self.method if isinstance(self.method, str) else type(self.method).__name__
         params["net"] = getattr(self.net, "__name__", None)
+        # the step size the set was made for (MTT), read back as load_synthetic_set(path).learned_lr
+        if "syn_lr" not in metadata:
+            metadata.setdefault("learned_lr", getattr(self, "syn_lr_", None))
         return save_synthetic_set(path, self.X_synthetic_, self.y_synthetic_, **{**params, **metadata})

@@ -14,7 +14,8 @@ class FocalLoss(torch.nn.Module):
     For a sample with log-probabilities :math:`\log p_k` (``log_softmax`` of the
     logits) and target distribution :math:`q` (one-hot, or smoothed as in
     :class:`torch.nn.CrossEntropyLoss`: :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y)
-    + \varepsilon / K`), the loss is
+    + \varepsilon / K`; for soft labels :math:`s`, class probabilities, as torch smooths
+    them: :math:`q = (1-\varepsilon)\,s + \varepsilon / K`), the loss is
 
     .. math::
 
@@ -29,7 +30,9 @@ class FocalLoss(torch.nn.Module):
     Computed from ``log_softmax`` (no ``softmax`` followed by ``log``), with
     :math:`1 - p_k` as ``-expm1(log p_k)``, so confident logits neither overflow nor
     produce ``log(0)``. ``gamma=0`` is exactly :func:`torch.nn.functional.cross_entropy`
-    (the same call).
+    (the same call). The loss is linear in :math:`q`, so a mixup of two targets' losses
+    is the loss of the mixed targets, and a one-hot soft target gives the loss of its
+    class index.
 
     Parameters
     ----------
@@ -67,12 +70,14 @@ class FocalLoss(torch.nn.Module):
         return f"gamma={self.gamma}, label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
 
     def forward(self, logits, target):
-        """Loss of ``logits`` (N, C) against class indices ``target`` (N,).
+        """Loss of ``logits`` (N, C) against class indices ``target`` (N,) or class probabilities (N, C).
 
         Parameters
         ----------
         logits : Tensor of shape (N, C)
-        target : Tensor of shape (N,), int64
+        target : Tensor of shape (N,), int64, or of shape (N, C), floating
+            Class indices, or soft labels (each row a probability distribution, as
+            :class:`torch.nn.CrossEntropyLoss` takes them; not checked here).
 
         Returns
         -------
@@ -84,10 +89,19 @@ class FocalLoss(torch.nn.Module):
         log_p = F.log_softmax(logits, dim=1)
         # 1 - p as -expm1(log p): no cancellation of its own near p = 1 (clamp: rounding of log p > 0).
         weighted = (-torch.expm1(log_p)).clamp_min(0).pow(self.gamma) * log_p
-        loss = -weighted.gather(1, target.unsqueeze(1)).squeeze(1)
-        if self.label_smoothing > 0:
-            n_classes = logits.shape[1]
-            loss = (1 - self.label_smoothing) * loss - self.label_smoothing / n_classes * weighted.sum(1)
+        if target.is_floating_point():  # soft labels: -sum_k q_k (1 - p_k)^gamma log p_k
+            if target.shape != logits.shape:
+                raise ValueError(f"target of soft labels must have the shape of logits {tuple(logits.shape)}, "
+                                 f"got {tuple(target.shape)}.")
+            target = target.to(logits.dtype)
+            if self.label_smoothing > 0:
+                target = (1 - self.label_smoothing) * target + self.label_smoothing / logits.shape[1]
+            loss = -(target * weighted).sum(1)
+        else:
+            loss = -weighted.gather(1, target.unsqueeze(1)).squeeze(1)
+            if self.label_smoothing > 0:
+                n_classes = logits.shape[1]
+                loss = (1 - self.label_smoothing) * loss - self.label_smoothing / n_classes * weighted.sum(1)
         if self.reduction == "mean":
             return loss.mean()
         if self.reduction == "sum":

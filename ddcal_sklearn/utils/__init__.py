@@ -30,10 +30,13 @@ from ._json import dumps_with_arrays, is_jsonable, loads_with_arrays, parse_json
 from ._random import check_generator, draw_seed, torch_generator
 from ._validation import (
     MAX_INPUT_MAGNITUDE,
+    SOFT_LABEL_TOLERANCE,
     check_input_scale,
     check_label_types,
     check_network_input,
+    check_soft_labels,
     image_estimator_tags,
+    is_soft_labels,
     naming_the_input,
 )
 from ._version import __version__
@@ -43,12 +46,14 @@ __all__ = [
     "MAX_INPUT_MAGNITUDE",
     "NOT_FINGERPRINTED",
     "RunCheckpoint",
+    "SOFT_LABEL_TOLERANCE",
     "atomic_write",
     "check_format_version",
     "check_generator",
     "check_input_scale",
     "check_label_types",
     "check_network_input",
+    "check_soft_labels",
     "describe",
     "draw_seed",
     "dumps_with_arrays",
@@ -56,6 +61,7 @@ __all__ = [
     "fingerprint_digest",
     "image_estimator_tags",
     "is_jsonable",
+    "is_soft_labels",
     "loads_with_arrays",
     "naming_the_input",
     "open_regular_file",

@@ -94,8 +94,9 @@ def run_fingerprint(params, X, y_index, classes, device, *, format_version):
         left out and every value goes through :func:`describe`.
     X : ndarray
         The validated inputs (digested, with their shape and dtype).
-    y_index : ndarray of int
-        Encoded labels.
+    y_index : ndarray of int, or of float of shape (n_samples, n_classes)
+        Encoded labels, or soft labels (class probabilities, digested as they are,
+        with their dtype; a digest of hard labels is unchanged by their existence).
     classes : ndarray
     device : torch.device
         The resolved device: only its type counts (CUDA and CPU generator states
@@ -105,12 +106,16 @@ def run_fingerprint(params, X, y_index, classes, device, *, format_version):
     """
     params = {name: value for name, value in params.items() if name not in NOT_FINGERPRINTED}
     params["device"] = device.type
+    y_index = np.asarray(y_index)
+    soft = y_index.dtype.kind == "f" and y_index.ndim == 2  # an int64 cast would erase probabilities
     data = {
         "X_shape": list(X.shape), "X_dtype": str(X.dtype), "X_sha256": sha256(X),
         "y_shape": list(y_index.shape),
-        "y_sha256": sha256(np.asarray(y_index, dtype=np.int64)),
+        "y_sha256": sha256(y_index if soft else np.asarray(y_index, dtype=np.int64)),
         "classes": [str(c) for c in np.asarray(classes).tolist()],
     }
+    if soft:
+        data["y_dtype"] = str(y_index.dtype)
     fingerprint = {"format_version": format_version, "params": describe(params), "data": data}
     return json.loads(json.dumps(fingerprint, sort_keys=True))  # tuples -> lists, as read back
 
@@ -143,7 +148,7 @@ def fingerprint_differences(saved, current):
         label = "device type" if name == "device" else name
         differences.append(f"{label}: checkpoint {_short(old)}, now {_short(new)}")
     saved_data, current_data = saved.get("data", {}), current.get("data", {})
-    for what, keys in (("X", ("X_shape", "X_dtype", "X_sha256")), ("y", ("y_shape", "y_sha256", "classes"))):
+    for what, keys in (("X", ("X_shape", "X_dtype", "X_sha256")), ("y", ("y_shape", "y_dtype", "y_sha256", "classes"))):
         if any(saved_data.get(key) != current_data.get(key) for key in keys):
             differences.append(f"{what} (the data: other values, shape, dtype or classes)")
     if saved.get("format_version") != current.get("format_version"):

@@ -5,6 +5,7 @@ import math
 import os
 import stat
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -223,9 +224,10 @@ def read_npz(path, required, *, what, format_version):
                              f"shape {text.shape}")
         meta = parse_json(str(text))
     # BadZipFile: truncated or CRC error; RuntimeError: encrypted member; NotImplementedError:
-    # unknown compression; zlib.error: damaged deflate stream
+    # unknown compression; zlib.error: damaged deflate stream; SyntaxError, TokenError: a damaged
+    # .npy header (NumPy parses it as a Python literal, and its fallback tokenizer raises TokenError)
     except (OSError, KeyError, ValueError, EOFError, RuntimeError, NotImplementedError, zlib.error,
-            zipfile.BadZipFile) as exc:
+            zipfile.BadZipFile, SyntaxError, tokenize.TokenError) as exc:
         raise ValueError(
             f"{path} is not a readable {what} (.npz with {', '.join(required)} and metadata): {exc}"
         ) from exc

@@ -72,6 +72,115 @@ def check_label_types(y, *, param="y"):
         raise ValueError(f"{param} contains NaN; every sample needs a class label.")
 
 
+#: How far from 1 a row of soft labels may sum (float32 rounding of a softmax, not a renormalisation).
+SOFT_LABEL_TOLERANCE = 1e-4
+
+
+def is_soft_labels(y):
+    """Whether ``y`` is read as soft labels: two dimensions, and not a single column.
+
+    A column vector ``(n_samples, 1)`` holds class labels (scikit-learn ravels it with a
+    ``DataConversionWarning``); every other 2-D ``y`` is ``(n_samples, n_classes)`` class
+    probabilities, checked by :func:`check_soft_labels`. Anything NumPy cannot shape
+    (a ragged list) is not soft labels: the caller's own checks report it.
+    """
+    if y is None:
+        return False
+    shape = getattr(y, "shape", None)
+    if shape is None:  # a list, or an object with only __array__ (np.shape would call __array_function__)
+        try:
+            shape = np.asarray(y).shape
+        except (TypeError, ValueError):  # ragged nesting
+            return False
+    return len(shape) == 2 and shape[1] != 1
+
+
+def check_soft_labels(y, n_classes=None, *, param="y", classes_source="classes"):
+    """Soft labels as a float array ``(n_samples, n_classes)``, or a ValueError that says what to fix.
+
+    Each row must be a probability distribution over the classes: finite,
+    non-negative entries summing to 1 within :data:`SOFT_LABEL_TOLERANCE` (1e-4).
+    Rows that do not are refused with their index and sum, never renormalised: an
+    unnormalised row is more often a bug (logits, scores, several labels per sample)
+    than rounding. The one check of soft labels, for estimators and files alike.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples, n_classes)
+        Class probabilities, one row per sample and one column per class (at least 2).
+    n_classes : int, default=None
+        The number of columns required, when the classes are known.
+    param : str, default="y"
+        Name of the argument, for the messages.
+    classes_source : str, default="classes"
+        Where ``n_classes`` comes from, for the messages (e.g. ``"classes=['a', 'b']"``).
+
+    Returns
+    -------
+    y : ndarray of shape (n_samples, n_classes)
+        float32 or float64 as given; other numbers become float64.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not a non-empty numeric 2-D array with at least 2 columns (or
+        ``n_classes``), or a row holds NaN, infinity or a negative entry, or does
+        not sum to 1.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn.utils import check_soft_labels
+    >>> check_soft_labels([[0.9, 0.1], [0.25, 0.75]]).shape
+    (2, 2)
+    >>> check_soft_labels([[0.9, 0.1], [0.5, 0.6]])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: The rows of y must sum to 1 ..., but row 1 sums to 1.1 ...
+    """
+    try:
+        array = np.asarray(y)
+    except ValueError as exc:  # ragged nesting
+        raise ValueError(f"{param} must be an array of shape (n_samples, n_classes) of class probabilities: "
+                         f"{exc}") from exc
+    if array.ndim != 2 or array.shape[1] < 2 or array.shape[0] == 0:
+        raise ValueError(
+            f"{param} has shape {array.shape}; soft labels are an array of shape (n_samples, n_classes), at least "
+            "one row and 2 columns (one class probability per column). Class labels go in a 1-D array "
+            f"(a single column: {param}.ravel()).")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{param} has shape {array.shape} and dtype {array.dtype}: a 2-D {param} is read as soft labels, "
+            "one row of class probabilities per sample, which must be numbers. Class labels go in a 1-D "
+            "array; several labels per sample (multi-output) are not supported.")
+    if array.dtype.kind != "f" or array.dtype.itemsize < 4:
+        array = array.astype(np.float64)
+    if n_classes is not None and array.shape[1] != n_classes:
+        raise ValueError(
+            f"{param} has {array.shape[1]} columns of class probabilities, but {classes_source} has "
+            f"{n_classes} classes: give one column per class, in the order of {classes_source}.")
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise ValueError(f"{param} contains NaN or infinity (row {row} is {array[row].tolist()}); soft labels "
+                         "must be finite class probabilities.")
+    negative = array < 0
+    if negative.any():
+        row, column = (int(i[0]) for i in np.nonzero(negative))
+        raise ValueError(f"{param} has negative entries (row {row}, column {column}: {float(array[row, column]):g}); "
+                         "soft labels are class probabilities, in [0, 1].")
+    sums = array.sum(axis=1, dtype=np.float64)
+    off = np.abs(sums - 1.0) > SOFT_LABEL_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise ValueError(
+            f"The rows of {param} must sum to 1 (soft labels: one probability per class, within "
+            f"{SOFT_LABEL_TOLERANCE:g}), but row {row} sums to {float(sums[row]):.6g} ({int(off.sum())} of "
+            f"{len(array)} rows are off); they are not renormalised for you. Normalise them "
+            f"({param} / {param}.sum(axis=1, keepdims=True) for non-negative scores, a softmax for logits); "
+            f"a 2-D {param} of several labels per sample (multilabel) is not supported.")
+    return np.ascontiguousarray(array)
+
+
 def check_network_input(X, augment, *, owner):
     """Refuse inputs a distillation network cannot take: images ``(n, C, H, W)`` or flat ``(n, d)`` only.
 
