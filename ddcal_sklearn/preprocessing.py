@@ -14,7 +14,6 @@ import json
 import math
 import numbers
 import os
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
@@ -22,7 +21,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .utils import read_npz, write_npz
+from .utils import npz_path, read_npz, write_npz
 
 __all__ = ["ZCAWhitening", "describe_zca"]
 
@@ -304,9 +303,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         path : pathlib.Path
         """
         check_is_fitted(self, "whitening_matrix_")
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
+        path = npz_path(path)
         metadata = {
             "kind": _KIND, "params": self.get_params(), "input_shape": list(self.input_shape_),
             "n_features_in": self.n_features_in_, "sha256": self.sha256_,

@@ -55,3 +55,24 @@ def digits_split(digits_images):
         X_rest, y_rest, train_size=500, stratify=y_rest, random_state=0
     )
     return X_tr, y_tr, X_cal, y_cal, X_te, y_te
+
+
+@pytest.fixture
+def wait_until():
+    """``wait_until(condition, process, what)``: poll ``condition()`` while the subprocess ``process`` runs.
+
+    Fails the test naming ``what`` if the process ends first (with its stderr) or after 120 s.
+    """
+    import time
+
+    def wait(condition, process, what):
+        deadline = time.monotonic() + 120
+        while not condition():
+            if process.poll() is not None:
+                pytest.fail(f"the fit ended (exit status {process.returncode}) before {what}: "
+                            f"{process.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within 120 s")
+            time.sleep(0.01)
+
+    return wait

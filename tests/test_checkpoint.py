@@ -194,7 +194,7 @@ np.savez({out!r}, X=fitted.X_synthetic_, loss=fitted.loss_curve_, start=fitted.s
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_resumes_its_run(
-        digits_small, tmp_path):
+        digits_small, tmp_path, wait_until):
     """B (another process, other parameters) is alive in the folder while A (a third process) is killed
     and A' (this process, A's parameters) resumes it; then B ends. Nothing crashes, no file is
     overwritten or removed under a live run, and both runs end bit-identical to uninterrupted ones (CPU)."""
@@ -214,15 +214,7 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         return processes[-1]
 
-    def wait_for(condition, process, what):
-        deadline = time.monotonic() + 120
-        while not condition():
-            if process.poll() is not None:
-                pytest.fail(f"the fit ended (exit status {process.returncode}) before {what}: "
-                            f"{process.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within 120 s")
-            time.sleep(0.01)
+    wait_for = wait_until
 
     def finish(process):
         _, err = process.communicate(timeout=120)

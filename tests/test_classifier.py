@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import joblib
@@ -501,7 +500,7 @@ np.save({out!r}, ConvNetClassifier(**{params!r}).fit(X[:{n}], y[:{n}]).predict_p
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_resumes_its_run(
-        digits_images, tmp_path, monkeypatch):
+        digits_images, tmp_path, monkeypatch, wait_until):
     """B (another process, other parameters) is alive in the folder while A (a third process) is killed
     and A' (this process, A's parameters) resumes it; then B ends. Nothing crashes, no file is
     overwritten or removed under a live run, and both networks equal uninterrupted ones (CPU)."""
@@ -522,15 +521,7 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         return processes[-1]
 
-    def wait_for(condition, process, what):
-        deadline = time.monotonic() + 120
-        while not condition():
-            if process.poll() is not None:
-                pytest.fail(f"the fit ended (exit status {process.returncode}) before {what}: "
-                            f"{process.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within 120 s")
-            time.sleep(0.01)
+    wait_for = wait_until
 
     learning_rates = {}  # checkpoint -> the lr of its run (read once: the name never changes run)
 

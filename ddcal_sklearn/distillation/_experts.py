@@ -11,7 +11,6 @@ import contextlib
 import json
 import numbers
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,16 +33,17 @@ from ..nn import (
     unflatten_parameters,
 )
 from ..utils import (
-    RunCheckpoint,
     check_generator,
     check_input_scale,
     check_label_types,
     check_network_input,
     draw_seed,
     image_estimator_tags,
+    npz_path,
     read_npz,
     resolve_device,
     run_fingerprint,
+    RunCheckpoint,
     to_jsonable,
     write_npz,
 )
@@ -425,9 +425,7 @@ class ExpertTrajectories(BaseEstimator):
         path : pathlib.Path
         """
         check_is_fitted(self, "trajectories_")
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
+        path = npz_path(path)
         classes = np.asarray(self.classes_)
         if classes.dtype == object:
             raise TypeError("classes_ must hold numbers or strings to be saved without pickle.")

@@ -16,6 +16,7 @@ from ..utils import (
     check_label_types,
     check_soft_labels,
     is_soft_labels,
+    npz_path,
     read_npz,
     remove_stale_temporaries,
     write_npz,
@@ -136,9 +137,7 @@ def save_synthetic_set(path, X, y, *, format="npz", learned_lr=None, iteration=N
         if "syn_lr" in metadata:
             raise ValueError("give the learned step size once: learned_lr= or syn_lr=, not both.")
         metadata["syn_lr"] = learned_lr_from(learned_lr, "learned_lr")
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
+    path = npz_path(path)
     X, y = _check_synthetic_set(X, y)
     if metadata.get("zca") is not None:
         metadata["zca"] = describe_zca(metadata["zca"])

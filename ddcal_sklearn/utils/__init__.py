@@ -21,6 +21,7 @@ from ._device import resolve_device
 from ._io import (
     atomic_write,
     check_format_version,
+    npz_path,
     open_regular_file,
     read_npz,
     remove_stale_temporaries,
@@ -63,6 +64,7 @@ __all__ = [
     "is_jsonable",
     "is_soft_labels",
     "loads_with_arrays",
+    "npz_path",
     "naming_the_input",
     "open_regular_file",
     "parse_json",

@@ -133,6 +133,12 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def npz_path(path):
+    """``path`` as a :class:`pathlib.Path` ending in ``.npz`` (appended if missing), as ``np.savez`` names it."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def write_npz(path, arrays, metadata, *, format_version):
     """Write ``arrays`` and a JSON ``metadata`` entry to ``path`` (.npz) atomically; never pickles.
 
