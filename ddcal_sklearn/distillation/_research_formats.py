@@ -119,13 +119,7 @@ def _numpy_scalars():
 
 def load_pt(path, *, what, max_bytes):
     """The object of a ``torch.save`` file, read with ``weights_only=True`` after bounding its size."""
-    try:
-        file = open_regular_file(path, what=what)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ValueError(f"{path} is not a readable {what}: {exc}") from exc
-    with file:
+    with open_regular_file(path, what=what) as file:
         try:
             with zipfile.ZipFile(file) as archive:
                 members = archive.infolist()

@@ -103,15 +103,20 @@ def open_regular_file(path, *, what):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If it is not a regular file.
+        If it is not a regular file, or cannot be opened (no permission, ...).
     """
     def refuse(mode):
         if not stat.S_ISREG(mode):
             raise ValueError(f"{path} is not a readable {what}: it is not a regular file but a FIFO, device, "
                              "socket or directory, whose reading could block or never end.")
 
-    refuse(os.stat(path).st_mode)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        refuse(os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable {what}: {exc}") from exc
     try:
         refuse(os.fstat(fd).st_mode)
         return os.fdopen(fd, "rb")
@@ -214,12 +219,7 @@ def read_npz(path, required, *, what, format_version):
     ``what`` it should be.
     """
     path = Path(path)
-    try:
-        raw = open_regular_file(path, what=what)  # ValueError of its own for a FIFO, device, directory
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ValueError(f"{path} is not a readable {what}: {exc}") from exc
+    raw = open_regular_file(path, what=what)  # ValueError of its own for a FIFO, device, directory
     try:
         with raw, zipfile.ZipFile(raw) as archive:
             archive_size = os.fstat(raw.fileno()).st_size
