@@ -913,7 +913,7 @@ class ConvNetClassifier(NeuralNetClassifier):
                              ("optimizers", self._optimizers)):
             for name in names:
                 getattr(self, name + "_").load_state_dict(state[group][name])
-        self.history_ = History(json.loads(state["history"]))
+        self.history_ = History(loads_with_arrays(state["history"]))  # read as written: dumps_with_arrays
 
     def _restore_random_streams(self):
         run = self.__dict__.get("_checkpoint_run")
