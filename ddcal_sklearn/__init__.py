@@ -13,7 +13,7 @@ from .calibration import (
     max_logits,
     summarize_max_logits,
 )
-from .classifier import ConvNetClassifier
+from .classifier import ConvNetClassifier, fit_networks
 from .datasets import images_from_dataset, load_cifar10, load_digits_images, load_fashion_mnist, unnormalize
 from .distillation import (
     DatasetDistiller,
@@ -42,7 +42,7 @@ from .metrics import (
     overconfidence_error,
     underconfidence_error,
 )
-from .nn import MLP, ConvNet, DeviceBatchIterator, FocalLoss, SiameseAugment
+from .nn import MLP, ConvNet, DCAugment, DeviceBatchIterator, FocalLoss, SiameseAugment
 from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
 from .preprocessing import ZCAWhitening
 from .utils import __version__  # noqa: F401 (the package version)
@@ -50,6 +50,7 @@ from .utils import __version__  # noqa: F401 (the package version)
 __all__ = [
     "ConvNet",
     "ConvNetClassifier",
+    "DCAugment",
     "DatasetDistiller",
     "DeviceBatchIterator",
     "DistillationStrategy",
@@ -93,4 +94,5 @@ __all__ = [
     "summarize_max_logits",
     "underconfidence_error",
     "unnormalize",
+    "fit_networks",
 ]

@@ -6,6 +6,7 @@ import inspect
 import json
 import numbers
 import os
+import time
 import warnings
 from collections.abc import Mapping
 
@@ -16,12 +17,24 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, Print
 from skorch.dataset import unpack_data
 from skorch.history import History
 from skorch.utils import data_from_dataset, is_dataset, to_device, to_numpy, to_tensor
+from sklearn.base import clone
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .nn import ConvNet, DeviceBatchIterator, DeviceTensorDataset, FocalLoss, LRStepAtFraction, network_kwargs
+from .nn import (
+    ConvNet,
+    DeviceBatchIterator,
+    DeviceTensorDataset,
+    FocalLoss,
+    LRStepAtFraction,
+    module_buffers,
+    network_kwargs,
+    resolve_augment,
+    train_stacked,
+)
+
 from .utils import (
     RunCheckpoint,
     check_generator,
@@ -80,7 +93,8 @@ _CHECKPOINT_KEYS = {
     "callbacks": dict, "history": str, "random_state": str, "mixup_random_state": str, "generators": dict,
 }
 #: attributes that live only while fit runs (CUDA generators among them): never pickled
-_TRANSIENT = ("_shuffle_generator", "_mixup_generator", "_mixup_rng", "_checkpoint_run", "_sized_by_data")
+_TRANSIENT = ("_shuffle_generator", "_mixup_generator", "_mixup_rng", "_augment_generator", "_augment",
+              "_checkpoint_run", "_sized_by_data")
 
 
 class _OutOfMemoryAdvice(torch.OutOfMemoryError):
@@ -199,6 +213,9 @@ class ConvNetClassifier(NeuralNetClassifier):
       per-batch Python overhead;
     - ``random_state``: module initialisation, shuffling and mixup come from it, never
       from torch's global generator (reproducible on CPU);
+    - augmentation while training (``augment="dsa"`` or ``"dc"``), the evaluation
+      protocol of the distillation literature: a fresh draw for every training batch,
+      never at inference;
     - training-time calibration baselines as plain parameters, so ``GridSearchCV`` can
       tune them: ``mixup_alpha``, ``label_smoothing`` and ``focal_gamma``;
     - resumable training (``checkpoint_dir``), inference in batches that keeps the
@@ -227,6 +244,16 @@ class ConvNetClassifier(NeuralNetClassifier):
     random_state : None, int or numpy Generator, default=None
     verbose : int, default=0
         1 prints skorch's per-epoch table.
+    augment : {"dsa", "dc"}, augmentation object or None, default=None
+        Augment every training batch afresh, on the device, as the literature trains its
+        evaluation networks: ``"dsa"`` is the differentiable Siamese augmentation of
+        the distillers (:class:`~ddcal_sklearn.SiameseAugment` with the reference's
+        defaults, one transformation per batch with its own parameters per image),
+        ``"dc"`` the reference's crop/scale/rotate/noise for DC
+        (:class:`~ddcal_sklearn.DCAugment`, one transformation per image). An object
+        with ``sample(n, generator, device=)`` and ``apply(x, params)`` is used as it
+        is. The draws come from a generator seeded from ``random_state``; prediction
+        never augments. Applied before mixup.
     mixup_alpha : float, default=0.0
         mixup (Zhang et al., ICLR 2018) when > 0: every training batch is replaced by
         ``lam * X + (1 - lam) * X[perm]`` with ``lam ~ Beta(mixup_alpha, mixup_alpha)``
@@ -399,6 +426,7 @@ class ConvNetClassifier(NeuralNetClassifier):
     # Validated at the start of fit, scikit-learn style (skorch's own _validate_params
     # checks prefixed names, so sklearn's is called under another name).
     _parameter_constraints = {
+        "augment": [None, StrOptions({"dsa", "dc"}), HasMethods(["sample", "apply"])],
         "mixup_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "label_smoothing": [Interval(numbers.Real, 0, 1, closed="both")],
         "focal_gamma": [Interval(numbers.Real, 0, None, closed="left")],
@@ -411,7 +439,7 @@ class ConvNetClassifier(NeuralNetClassifier):
                  optimizer=torch.optim.SGD, lr=0.01, max_epochs=300, batch_size=256,
                  train_split=None, iterator_train=DeviceBatchIterator,
                  iterator_valid=DeviceBatchIterator, device="auto", random_state=None,
-                 verbose=0, mixup_alpha=0.0, label_smoothing=0.0, focal_gamma=0.0,
+                 verbose=0, augment=None, mixup_alpha=0.0, label_smoothing=0.0, focal_gamma=0.0,
                  checkpoint_dir=None, checkpoint_every=10, **kwargs):
         kwargs.setdefault("optimizer__momentum", 0.9)
         kwargs.setdefault("optimizer__weight_decay", 5e-4)
@@ -422,6 +450,7 @@ class ConvNetClassifier(NeuralNetClassifier):
             iterator_valid=iterator_valid, device=device, verbose=verbose, **kwargs,
         )
         self.random_state = random_state
+        self.augment = augment
         self.mixup_alpha = mixup_alpha
         self.label_smoothing = label_smoothing
         self.focal_gamma = focal_gamma
@@ -723,14 +752,32 @@ class ConvNetClassifier(NeuralNetClassifier):
             return functools.partial(torch.softmax, dim=-1)
         return super()._get_predict_nonlinearity()
 
+    def _augmented(self, Xi):
+        """A training batch with this batch's own augmentation draw (the batch as it is without one)."""
+        augment = self.__dict__.get("_augment")
+        if augment is None:
+            return Xi
+        if isinstance(Xi, Mapping):
+            raise TypeError(f"augment={self.augment!r} transforms image tensors; got a dict of inputs.")
+        Xi = to_tensor(Xi, device=self.device)
+        return augment.apply(Xi, augment.sample(len(Xi), self._augment_generator, device=Xi.device))
+
     def train_step_single(self, batch, **fit_params):
         if not self.mixup_alpha > 0:
-            return super().train_step_single(batch, **fit_params)
+            if self.__dict__.get("_augment") is None:
+                return super().train_step_single(batch, **fit_params)
+            self._set_training(True)  # skorch's step, on the augmented batch
+            Xi, yi = unpack_data(batch)
+            Xi = self._augmented(Xi)
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+            loss.backward()
+            return {"loss": loss, "y_pred": y_pred}
         self._set_training(True)
         Xi, yi = unpack_data(batch)
         if isinstance(Xi, Mapping):
             raise TypeError(f"mixup_alpha={self.mixup_alpha!r} mixes tensor inputs; got a dict of inputs.")
-        Xi, yi = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
+        Xi, yi = self._augmented(to_tensor(Xi, device=self.device)), to_tensor(yi, device=self.device)
         # lam is one scalar per batch drawn on the host from the fit's own numpy generator:
         # it reaches the kernels as an argument, so nothing waits for the device (torch's
         # Beta sampler takes no generator, i.e. would use the global stream). The
@@ -748,7 +795,8 @@ class ConvNetClassifier(NeuralNetClassifier):
         if not training:
             return super().get_iterator(dataset, training=False)
         # Called once per fit loop: the fit's random streams start here, in a fixed order
-        # (shuffling, then mixup), so turning mixup on leaves initialisation and shuffling as they were.
+        # (shuffling, mixup, augmentation), so turning mixup or augmentation on leaves
+        # initialisation and shuffling as they were.
         iterator = self.iterator_train
         self._shuffle_generator = None
         if iterator in (DeviceBatchIterator, torch.utils.data.DataLoader) \
@@ -768,6 +816,11 @@ class ConvNetClassifier(NeuralNetClassifier):
             self._mixup_rng = np.random.default_rng(draw_seed(self._rng))
             self._mixup_generator = torch.Generator(device=self.device)
             self._mixup_generator.manual_seed(draw_seed(self._rng))
+        self._augment = resolve_augment(self.augment)
+        self._augment_generator = None
+        if self._augment is not None:
+            # a CPU generator: an augmentation's discrete choices reach the host without a device sync
+            self._augment_generator = torch.Generator().manual_seed(draw_seed(self._rng))
         self._restore_random_streams()
         return result
 
@@ -876,7 +929,8 @@ class ConvNetClassifier(NeuralNetClassifier):
     def _save_checkpoint(self, path, fingerprint):
         generators = {name: generator.get_state() for name, generator in
                       (("shuffle", getattr(self, "_shuffle_generator", None)),
-                       ("mixup", getattr(self, "_mixup_generator", None))) if generator is not None}
+                       ("mixup", getattr(self, "_mixup_generator", None)),
+                       ("augment", getattr(self, "_augment_generator", None))) if generator is not None}
         state = {
             "fingerprint": json.dumps(fingerprint, sort_keys=True),
             "epoch": len(self.history),
@@ -921,7 +975,8 @@ class ConvNetClassifier(NeuralNetClassifier):
             return
         run.streams_restored = True
         saved = run.state["generators"]
-        for name, generator in (("shuffle", self._shuffle_generator), ("mixup", self._mixup_generator)):
+        for name, generator in (("shuffle", self._shuffle_generator), ("mixup", self._mixup_generator),
+                                ("augment", self._augment_generator)):
             if generator is not None:
                 generator.set_state(saved[name].cpu())
         if self._mixup_rng is not None:
@@ -1276,3 +1331,159 @@ class ConvNetClassifier(NeuralNetClassifier):
         """
         indices = self.predict_proba(X).argmax(axis=1)  # checks fitted before classes_ is read
         return self.classes_[indices]
+
+
+_STACKABLE_OPTIMIZER_ARGS = {"momentum", "weight_decay", "dampening", "nesterov"}
+
+
+def _batching_obstacle(net, X, fit_params):
+    """Why ``net`` cannot join a batched fit (a sentence), or None when it can."""
+    reasons = []
+    if is_dataset(X):
+        reasons.append("X is a torch Dataset (pass arrays)")
+    if fit_params:
+        reasons.append(f"fit parameters {sorted(fit_params)} are given")
+    if net.optimizer is not torch.optim.SGD or set(net.get_params_for("optimizer")) - _STACKABLE_OPTIMIZER_ARGS:
+        reasons.append("the optimizer is not plain torch.optim.SGD (lr, momentum, weight decay, dampening, nesterov)")
+    criterion_args = set(net.get_params_for("criterion"))
+    if net.criterion is not torch.nn.CrossEntropyLoss or criterion_args - {"label_smoothing"} \
+            or net.focal_gamma > 0:
+        reasons.append("the criterion is not torch.nn.CrossEntropyLoss")
+    if net.mixup_alpha > 0:
+        reasons.append(f"mixup_alpha={net.mixup_alpha!r}")
+    iterator_args = net.get_params_for("iterator_train")
+    if net.iterator_train is not DeviceBatchIterator or set(iterator_args) - {"shuffle", "batch_size"} \
+            or not iterator_args.get("shuffle", False):
+        reasons.append("the training iterator is not DeviceBatchIterator with shuffle=True")
+    if net.train_split is not None:
+        reasons.append("train_split is set")
+    if net.callbacks not in (None, "disable") or set(net.get_params_for("callbacks")) - {
+            "lr_scheduler__fraction", "lr_scheduler__gamma", "lr_scheduler__milestone",
+            "lr_scheduler__reset_momentum"}:
+        reasons.append("callbacks other than the learning-rate step are set")
+    if net.checkpoint_dir is not None:
+        reasons.append("checkpoint_dir is set (each fit checkpoints its own file)")
+    if net.warm_start:
+        reasons.append("warm_start=True")
+    return "; ".join(reasons) or None
+
+
+def fit_networks(estimator, X, y, *, random_states, batched="auto", **fit_params):
+    """Fit one clone of ``estimator`` per random state, in one batched computation where possible.
+
+    The literature evaluates a distilled set with 5 to 20 independently initialised
+    networks. Rather than one after another, the clones are trained together: their
+    parameters are stacked and one batched forward and backward pass serves all of them
+    (:func:`~ddcal_sklearn.nn.train_stacked`), while each keeps its own initialisation,
+    shuffling and augmentation streams, drawn from its ``random_state`` exactly as its own
+    ``fit`` would draw them. So clone ``i`` ends with the network that
+    ``clone(estimator).set_params(random_state=random_states[i]).fit(X, y)`` gives (to float
+    tolerance), and each returned clone is a fitted :class:`ConvNetClassifier` like any
+    other (``history_`` holds its epochs and training losses).
+
+    Batching needs what the stacked loop implements: SGD, cross-entropy (with
+    ``label_smoothing``), the :class:`~ddcal_sklearn.nn.LRStepAtFraction` schedule,
+    ``augment``, no mixup or focal loss, no checkpoints or other callbacks, array inputs
+    and a network without buffers (no batch norm). Anything else is fitted one clone
+    after another.
+
+    Parameters
+    ----------
+    estimator : ConvNetClassifier
+        The unfitted template (it is cloned, never fitted itself).
+    X : array-like of shape (n_samples, channels, height, width)
+    y : array-like of shape (n_samples,) or (n_samples, n_classes)
+    random_states : sequence of int
+        One seed per network: ``len(random_states)`` networks are fitted.
+    batched : {"auto", True, False}, default="auto"
+        ``"auto"`` batches on a CUDA device when the estimator allows it (on a CPU the
+        batched convolutions of small networks measured slower than one fit after
+        another: ``benchmarks/bench_networks.py``); ``True`` batches on any device and
+        raises a ``ValueError`` saying why when the estimator does not allow it;
+        ``False`` fits one after another.
+    **fit_params
+        Passed to each ``fit`` (these prevent batching).
+
+    Returns
+    -------
+    networks : list of ConvNetClassifier
+        Fitted clones, in the order of ``random_states``.
+
+    Examples
+    --------
+    >>> from ddcal_sklearn import ConvNetClassifier, fit_networks, load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> template = ConvNetClassifier(max_epochs=3, module__width=8, module__depth=1, device="cpu")
+    >>> nets = fit_networks(template, X[:100], y[:100], random_states=[0, 1, 2], batched=True)
+    >>> [len(net.history_) for net in nets]
+    [3, 3, 3]
+    """
+    if not isinstance(estimator, ConvNetClassifier):
+        raise TypeError(f"fit_networks trains ConvNetClassifier clones; got estimator of type "
+                        f"{type(estimator).__name__}.")
+    if batched not in ("auto", True, False):
+        raise ValueError(f"batched must be 'auto', True or False; got {batched!r}.")
+    seeds = list(random_states)
+    if not seeds:
+        raise ValueError("random_states is empty: give one seed per network to fit.")
+    nets = [clone(estimator).set_params(random_state=seed) for seed in seeds]
+    if batched == "auto" and torch.device(nets[0].device).type != "cuda":
+        batched = False
+    obstacle = None if batched is False else _batching_obstacle(nets[0], X, fit_params)
+    if batched is True and obstacle:
+        raise ValueError(f"fit_networks(batched=True) cannot batch these fits: {obstacle}. "
+                         "Use batched='auto' to fit them one after another.")
+    if batched is False or obstacle:
+        return [net.fit(X, y, **fit_params) for net in nets]
+    streams = []
+    for net in nets:  # everything fit does before its first epoch, in fit's order of random draws
+        X_valid, y_encoded = net._prepare_fit(X, y, reset=True)
+        with net._sizing_by_data():
+            net.initialize()
+        if streams:
+            dataset = streams[0][0]  # the same data: one device copy serves every network
+        else:
+            dataset = net.get_dataset(X_valid, y_encoded)
+        net.get_iterator(dataset, training=True)
+        streams.append((dataset, net._shuffle_generator, net._augment_generator))
+    if any(module_buffers(net.module_) for net in nets):
+        if batched is True:
+            raise ValueError("fit_networks(batched=True) cannot batch networks with buffers (batch norm's "
+                             "running statistics); use batched='auto'.")
+        return [clone(estimator).set_params(random_state=seed).fit(X, y) for seed in seeds]
+    template = nets[0]
+    scheduler = dict(template.callbacks_).get("lr_scheduler")
+    optimizer_args = template.get_params_for("optimizer")
+    dataset = streams[0][0]
+    start = time.perf_counter()
+    with template._out_of_memory_advice("fit"):
+        losses, buffers = train_stacked(
+            [net.module_ for net in nets], dataset.X, dataset.y, epochs=template.max_epochs,
+            batch_size=template.get_params_for("iterator_train").get("batch_size", template.batch_size),
+            lr=template.lr, **{name: optimizer_args[name] for name in optimizer_args},
+            milestone=None if scheduler is None else scheduler.milestone_for(template.max_epochs),
+            gamma=1.0 if scheduler is None else scheduler.gamma,
+            reset_momentum=False if scheduler is None else scheduler.reset_momentum,
+            shuffle_generators=[s[1] for s in streams], augment=template._augment,
+            augment_generators=[s[2] for s in streams],
+            label_smoothing=float(template._criterion_and_kwargs()[1].get("label_smoothing", 0.0)),
+        )
+        losses = losses.cpu().numpy()  # the one host read of the training
+    duration = (time.perf_counter() - start) / max(template.max_epochs, 1)
+    milestone = None if scheduler is None else scheduler.milestone_for(template.max_epochs)
+    for i, net in enumerate(nets):
+        for epoch in range(template.max_epochs):
+            cut = milestone is not None and epoch >= milestone
+            net.history.new_epoch()
+            net.history.record("epoch", epoch + 1)
+            net.history.record("train_loss", float(losses[epoch, i]))
+            net.history.record("dur", duration)
+            net.history.record("event_lr", template.lr * (scheduler.gamma if cut else 1.0))
+        if buffers is not None:  # a warm_start continuation resumes with this network's momentum
+            parameters = dict(net.module_.named_parameters())
+            for name, buffer in buffers[i].items():
+                net.optimizer_.state[parameters[name]]["momentum_buffer"] = buffer
+        for name in _TRANSIENT:
+            net.__dict__.pop(name, None)
+        net._check_converged(np.asarray(X) if isinstance(X, np.ndarray) else None)
+    return nets

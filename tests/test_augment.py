@@ -1,11 +1,12 @@
-"""Tests for differentiable Siamese augmentation (ddcal_sklearn.augment)."""
+"""Tests of the augmentations (ddcal_sklearn.nn._augment): DSA (Siamese, per group) and DC."""
 
 import math
 
 import pytest
 import torch
 
-from ddcal_sklearn.nn._augment import TRANSFORMS, DSAParams, SiameseAugment
+from ddcal_sklearn.nn import DCAugment, SiameseAugment, resolve_augment
+from ddcal_sklearn.nn._augment import DC_TRANSFORMS, TRANSFORMS, DSAParams
 
 SHAPES = [(5, 1, 8, 8), (3, 1, 28, 28), (4, 3, 32, 32)]
 
@@ -350,3 +351,312 @@ def test_with_per_sample_copies_every_setting():
     params = copy.sample(4, torch.Generator().manual_seed(0))
     x = torch.randn(4, 1, 8, 8)
     assert copy(x, params).shape == x.shape
+
+
+# ------------------------------------------------ one Siamese draw per group
+def _one_row(params, k):
+    """Group ``k``'s draw as a one-row (shared) parameter set applying its chosen group only."""
+    rows = {name: getattr(params, name)[k:k + 1] for name in params._fields[1:-1]}
+    ops = params.ops if params.choice is None else (params.ops[int(params.choice[k])],)
+    return params._replace(ops=ops, choice=None, **rows)
+
+
+def test_sample_groups_of_one_is_sample_of_one():
+    x = pattern((5, 3, 16, 16))
+    for mode in ("single", "all"):
+        aug = SiameseAugment(mode=mode)
+        for seed in range(8):
+            g1, g2 = gen(seed), gen(seed)
+            grouped, shared = aug.sample_groups(1, g1), aug.sample(1, g2)
+            assert torch.equal(g1.get_state(), g2.get_state())  # the same consumption of the stream
+            assert torch.equal(aug(x, grouped.repeat_interleave(5)), aug(x, shared))
+
+
+@pytest.mark.parametrize("mode", ["single", "all"])
+@pytest.mark.parametrize("per_group", [1, 3])
+def test_grouped_rows_equal_each_group_augmented_alone(mode, per_group):
+    aug = SiameseAugment(mode=mode)
+    n_groups = 12
+    x = pattern((n_groups * per_group, 3, 16, 16))
+    for seed in range(3):
+        params = aug.sample_groups(n_groups, gen(seed))
+        assert params.rotate.shape == (n_groups,)
+        assert (params.choice is None) == (mode == "all")
+        y = aug(x, params.repeat_interleave(per_group))
+        for k in range(n_groups):
+            block = slice(k * per_group, (k + 1) * per_group)
+            torch.testing.assert_close(y[block], aug(x[block], _one_row(params, k)), rtol=0, atol=1e-6)
+
+
+def test_groups_draw_their_own_group_uniformly_and_their_own_parameters():
+    aug = SiameseAugment()
+    params = aug.sample_groups(1200, gen(0))
+    counts = torch.bincount(params.choice, minlength=len(TRANSFORMS))
+    assert all(150 < c < 250 for c in counts.tolist()), counts
+    assert params.choice.device.type == "cpu" and params.choice.dtype == torch.int64
+    assert len(set(params.rotate.tolist())) == 1200
+    # identical images of different groups come out differently
+    x = pattern((1, 1, 16, 16)).expand(6, 1, 16, 16)
+    y = aug(x, aug.sample_groups(6, gen(1)))
+    assert not torch.allclose(y[0], y[1])
+
+
+def test_grouped_draws_are_differentiable_and_seeded():
+    aug = SiameseAugment()
+    x = pattern((10 * 4, 3, 16, 16)).requires_grad_(True)
+    w = pattern((10 * 4, 3, 16, 16)).flip(0)
+    params = aug.sample_groups(10, gen(3)).repeat_interleave(4)
+    assert len(set(params.choice.tolist())) > 2
+    (aug(x, params) * w).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    again = aug.sample_groups(10, gen(3)).repeat_interleave(4)
+    assert torch.equal(aug(x, params), aug(x, again))
+    with pytest.raises(ValueError, match="per-sample"):
+        aug(x[:7], params)
+    with pytest.raises(ValueError, match="n_groups"):
+        aug.sample_groups(0, gen(0))
+    with pytest.raises(TypeError):
+        aug.sample_groups(2, None)
+
+
+def test_grouped_params_move_but_keep_their_choice_on_the_host():
+    p = SiameseAugment().sample_groups(4, gen(0))
+    q = p.to(dtype=torch.float64)
+    assert q.rotate.dtype == torch.float64 and q.choice is p.choice
+
+
+@pytest.mark.gpu
+def test_grouped_draws_on_cuda_match_cpu():
+    aug = SiameseAugment()
+    x = pattern((8 * 2, 3, 32, 32))
+    p_cuda = aug.sample_groups(8, gen(5), device="cuda").repeat_interleave(2)
+    assert p_cuda.rotate.device.type == "cuda" and p_cuda.choice.device.type == "cpu"
+    y = aug(x.cuda(), p_cuda)
+    expected = aug(x, aug.sample_groups(8, gen(5)).repeat_interleave(2))
+    torch.testing.assert_close(y.cpu(), expected, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------ DC augmentation
+DC_SHAPES = [(12, 1, 28, 28), (9, 3, 32, 32), (7, 2, 12, 16)]
+
+
+def _channel_means(x):
+    return [float(x[:, c].mean()) for c in range(x.shape[1])]
+
+
+def _ref_crop(x, i, corner, crop, means):
+    """Pad image ``i`` by ``crop`` with the batch's channel means, take the window at ``corner``."""
+    _, c, h, w = x.shape
+    padded = torch.empty(c, h + 2 * crop, w + 2 * crop, dtype=x.dtype)
+    for ch in range(c):
+        padded[ch] = means[ch]
+    padded[:, crop:crop + h, crop:crop + w] = x[i]
+    r, q = corner
+    return padded[:, r:r + h, q:q + w]
+
+
+def _ref_scale(x, i, factors):
+    """Nearest resize to int(f * H) x int(f' * H), pasted centred on a zero square, centre crop."""
+    _, c, h, w = x.shape
+    new_h, new_w = int(factors[0] * h), int(factors[1] * h)
+    resized = torch.nn.functional.interpolate(x[i:i + 1], size=[new_h, new_w], mode="nearest")[0]
+    side = max(new_h, new_w, h, w)
+    canvas = torch.zeros(c, side, side, dtype=x.dtype)
+    top, left = (side - new_h) // 2, (side - new_w) // 2
+    canvas[:, top:top + new_h, left:left + new_w] = resized
+    top, left = (side - h) // 2, (side - w) // 2
+    return canvas[:, top:top + h, left:left + w]
+
+
+def _ref_rotate(x, i, degrees, fill, order=1):
+    """scipy.ndimage.rotate (reshape=True, constant fill), then the centre crop."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    _, _, h, w = x.shape
+    out = ndimage.rotate(x[i].numpy().astype("float64"), degrees, axes=(-2, -1), order=order, cval=fill)
+    top, left = int((out.shape[-2] - h) / 2), int((out.shape[-1] - w) / 2)
+    return torch.from_numpy(out[:, top:top + h, left:left + w]).to(x.dtype)
+
+
+def _reference(aug, x, params):
+    """The reference's per-image loop, from the drawn parameters; noise rows share one seeded block."""
+    means = _channel_means(x)
+    ops = [params.ops[k] for k in params.choice.tolist()]
+    noise_rows = [i for i, op in enumerate(ops) if op == "noise"]
+    noise = None
+    if noise_rows:
+        g = torch.Generator().manual_seed(params.noise_seed)
+        noise = torch.randn((len(noise_rows), *x.shape[1:]), generator=g, dtype=x.dtype)
+    out = []
+    for i, op in enumerate(ops):
+        if op == "crop":
+            out.append(_ref_crop(x, i, params.crop[i].tolist(), aug.crop, means))
+        elif op == "scale":
+            out.append(_ref_scale(x, i, params.scale[i].tolist()))
+        elif op == "rotate":
+            out.append(_ref_rotate(x, i, int(params.rotate[i]), sum(means) / len(means)))
+        else:
+            out.append(x[i] + aug.noise * noise[noise_rows.index(i)])
+    return torch.stack(out), ops
+
+
+@pytest.mark.parametrize("shape", DC_SHAPES)
+@pytest.mark.parametrize("op", DC_TRANSFORMS)
+def test_dc_each_transformation_matches_a_per_image_reference(shape, op):
+    aug = DCAugment(op)
+    x = pattern(shape)
+    for seed in range(3):
+        params = aug.sample(shape, gen(seed))
+        expected, _ = _reference(aug, x, params)
+        if op == "rotate":  # bilinear against SciPy's order-1 spline, both in float64 geometry
+            torch.testing.assert_close(aug(x, params), expected, rtol=0, atol=1e-5)
+        else:
+            assert torch.equal(aug(x, params), expected)
+
+
+@pytest.mark.parametrize("shape", DC_SHAPES)
+def test_dc_default_mixes_transformations_per_image_like_the_reference(shape):
+    aug = DCAugment()
+    x = pattern(shape) - 1.2  # a non-zero mean, so the fills are visible
+    seen = set()
+    for seed in range(4):
+        params = aug.sample(shape, gen(seed))
+        expected, ops = _reference(aug, x, params)
+        seen.update(ops)
+        y = aug(x, params)
+        exact = [i for i, op in enumerate(ops) if op != "rotate"]
+        assert torch.equal(y[exact], expected[exact])
+        torch.testing.assert_close(y, expected, rtol=0, atol=1e-5)
+    assert seen == set(DC_TRANSFORMS)
+
+
+def test_dc_bilinear_rotation_is_close_to_the_reference_cubic_on_smooth_images():
+    # The one interpolation difference: on a smooth image, linear and cubic splines nearly agree.
+    i, j = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    x = (torch.sin(i / 5) * torch.cos(j / 7)).reshape(1, 1, 28, 28).repeat(4, 1, 1, 1)
+    aug = DCAugment("rotate")
+    params = aug.sample(x.shape, gen(0))
+    fill = float(x.mean())
+    for k in range(4):
+        cubic = _ref_rotate(x, k, int(params.rotate[k]), fill, order=3)
+        ours = aug(x, params)[k]
+        interior = (slice(None), slice(6, 22), slice(6, 22))
+        torch.testing.assert_close(ours[interior], cubic[interior], rtol=0, atol=1e-2)  # of an amplitude 1
+
+
+def test_dc_draws_every_image_its_own_transformation_and_parameters():
+    aug = DCAugment()
+    params = aug.sample(4000, gen(0))
+    counts = torch.bincount(params.choice, minlength=4)
+    assert all(900 < c < 1100 for c in counts.tolist()), counts
+    assert params.crop.dtype == torch.int64 and params.crop.min() == 0 and params.crop.max() == 7
+    assert params.rotate.dtype == torch.int64
+    assert params.rotate.min() == -45 and params.rotate.max() == 44
+    assert params.scale.dtype == torch.float64
+    assert params.scale.min() >= 0.8 and params.scale.max() < 1.2
+    assert params.scale.min() < 0.801 and params.scale.max() > 1.199
+    # identical images come out differently
+    x = pattern((1, 1, 28, 28)).expand(8, 1, 28, 28)
+    y = aug(x, aug.sample(x.shape, gen(1)))
+    assert len({tuple(img.flatten().tolist()) for img in y}) == 8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dc_same_generator_state_same_output_and_shapes_kept(dtype):
+    aug = DCAugment()
+    x = pattern((16, 3, 32, 32), dtype)
+    state = torch.get_rng_state()
+    y1 = aug(x, aug.sample(x.shape, gen(123)))
+    assert torch.equal(state, torch.get_rng_state())  # the global generator is never used
+    y2 = aug(x, aug.sample(len(x), gen(123)))  # an int is enough
+    assert torch.equal(y1, y2)
+    assert y1.shape == x.shape and y1.dtype == dtype and y1.device == x.device
+    assert not torch.equal(y1, aug(x, aug.sample(x.shape, gen(124))))
+    g = gen(0)
+    assert not torch.equal(aug(x, aug.sample(x.shape, g)), aug(x, aug.sample(x.shape, g)))
+
+
+@pytest.mark.parametrize("strategy", [*DC_TRANSFORMS, "crop_scale_rotate_noise"])
+def test_dc_gradients_flow_to_the_images(strategy):
+    aug = DCAugment(strategy)
+    shape = (12, 2, 16, 16)
+    w = pattern(shape).flip(0)
+    for seed in range(2):
+        x = pattern(shape).requires_grad_(True)
+        (aug(x, aug.sample(shape, gen(seed))) * w).sum().backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_dc_shared_draw_applies_one_transformation_to_every_image():
+    aug = DCAugment(per_sample=False)
+    x = pattern((1, 3, 16, 16)).expand(5, 3, 16, 16)
+    for seed in range(8):
+        params = aug.sample(1, gen(seed))
+        assert params.choice.shape == (1,)
+        y = aug(x, params)
+        assert torch.equal(y, y[:1].expand_as(y))
+        assert aug(pattern((3, 3, 16, 16)), params).shape == (3, 3, 16, 16)
+
+
+def test_dc_degenerate_settings_are_identities():
+    x = pattern((4, 2, 8, 8))
+    for aug in (DCAugment("crop", crop=0), DCAugment("rotate", rotate=0), DCAugment("scale", scale=0.0),
+                DCAugment("noise", noise=0.0), DCAugment("none")):
+        assert torch.equal(aug(x, aug.sample(x.shape, gen(0))), x)
+    # a side that would round to 0 pixels becomes 1 (the reference cannot run that)
+    aug = DCAugment("scale", scale=0.5)
+    y = aug(pattern((2, 1, 1, 1)), aug.sample(2, gen(0))._replace(scale=torch.full((2, 2), 0.5, dtype=torch.float64)))
+    assert torch.equal(y, pattern((2, 1, 1, 1)))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"strategy": "crop_flip"}, {"crop": -1}, {"crop": 1.5}, {"rotate": 2.5},
+    {"scale": 1.0}, {"scale": -0.1}, {"noise": -1.0}, {"noise": float("nan")},
+])
+def test_dc_invalid_arguments(kwargs):
+    with pytest.raises(ValueError):
+        DCAugment(**kwargs)
+    with pytest.raises(TypeError, match="strategy"):
+        DCAugment(3)
+
+
+def test_dc_apply_rejects_bad_inputs_and_keeps_settings_when_copied():
+    aug = DCAugment()
+    p = aug.sample(2, gen(0))
+    with pytest.raises(ValueError, match="per-sample"):
+        aug(torch.zeros(3, 1, 8, 8), p)
+    with pytest.raises(ValueError):
+        aug(torch.zeros(2, 8, 8), p)
+    with pytest.raises(TypeError):
+        aug(torch.zeros(2, 1, 8, 8, dtype=torch.long), p)
+    with pytest.raises(TypeError):
+        aug.sample(2, None)
+    other = DCAugment("crop_noise", crop=2).with_per_sample(False)
+    assert repr(other) == repr(DCAugment("crop_noise", crop=2, per_sample=False))
+
+
+@pytest.mark.gpu
+def test_dc_cuda_matches_cpu_with_cpu_generator():
+    aug = DCAugment("crop_scale_rotate")
+    x = pattern((32, 3, 32, 32))
+    p = aug.sample(x.shape, gen(5), device="cuda")
+    assert p.rotate.device.type == "cuda" and p.choice.device.type == "cpu"
+    y = aug(x.cuda(), p)
+    torch.testing.assert_close(y.cpu(), aug(x, aug.sample(x.shape, gen(5))), rtol=0, atol=1e-5)
+    noisy = DCAugment("noise")
+    q = noisy.sample(x.shape, gen(5), device="cuda")
+    assert torch.equal(noisy(x.cuda(), q), noisy(x.cuda(), q))  # seeded on the device
+
+
+# --------------------------------------------------------- augmentation names
+def test_resolve_augment_names_and_objects():
+    assert resolve_augment(None) is None
+    dsa = resolve_augment("dsa")
+    assert isinstance(dsa, SiameseAugment) and dsa.per_sample and dsa.mode == "single"
+    assert repr(dsa) == repr(SiameseAugment(per_sample=True))
+    dc = resolve_augment("dc")
+    assert isinstance(dc, DCAugment) and repr(dc) == repr(DCAugment())
+    for obj in (SiameseAugment("flip"), DCAugment("crop")):
+        assert resolve_augment(obj) is obj
+    for bad in ("DSA", "dc_aug", 3, object()):
+        with pytest.raises(ValueError, match=r"augment=.*'dsa', 'dc'"):
+            resolve_augment(bad)

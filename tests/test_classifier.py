@@ -342,7 +342,10 @@ def _interrupt_after(monkeypatch, n_steps):
     return count
 
 
-@pytest.mark.parametrize("option", [{}, {"mixup_alpha": 0.4}], ids=["plain", "mixup"])
+@pytest.mark.parametrize("option", [
+    {}, {"mixup_alpha": 0.4}, {"augment": "dsa"},
+    {"augment": "dc", "callbacks__lr_scheduler__milestone": 5, "callbacks__lr_scheduler__reset_momentum": True},
+], ids=["plain", "mixup", "dsa", "dc-reference-schedule"])
 def test_resumed_fit_gives_the_uninterrupted_network(digits_split, tmp_path, monkeypatch, option):
     X_tr, y_tr, _, _, X_te, _ = digits_split
     uninterrupted = ConvNetClassifier(**CKPT, **option).fit(X_tr, y_tr)

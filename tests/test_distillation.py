@@ -109,6 +109,7 @@ def test_corrupted_or_newer_files_give_clear_errors(distilled, tmp_path):
         ({}, lambda X, y: (X, np.zeros_like(y)), "only one class"),
         ({}, lambda X, y: (X.reshape(len(X), -1), y), r"augment='dsa' needs images"),
         (dict(device="cuda:7"), None, r"device='cuda:7'"),
+        (dict(siamese_draws="per_image"), None, r"'siamese_draws' parameter of DatasetDistiller must be"),
     ],
 )
 def test_bad_input_is_rejected_before_any_work(digits_images, monkeypatch, params, make_data, match):
@@ -135,6 +136,23 @@ def test_a_class_with_no_samples_in_a_split_is_caught(digits_images):
 def test_clone_keeps_parameters(distilled):
     c = clone(distilled)
     assert c.get_params() == distilled.get_params() and not hasattr(c, "X_synthetic_")
+
+
+def test_siamese_draws_default_is_per_class_and_part_of_the_run(digits_images, distilled, tmp_path):
+    X, y = digits_images
+    assert distilled.siamese_draws == "per_class"
+    explicit = DatasetDistiller(**SMALL, siamese_draws="per_class").fit(X, y)
+    np.testing.assert_array_equal(explicit.X_synthetic_, distilled.X_synthetic_)
+    shared = DatasetDistiller(**SMALL, siamese_draws="shared").fit(X, y)
+    assert not np.allclose(shared.X_synthetic_, distilled.X_synthetic_)
+    # the fingerprint holds it: a checkpoint of one never resumes the other
+    params = {**SMALL, "n_iterations": 2, "checkpoint_dir": tmp_path}
+    DatasetDistiller(**params, siamese_draws="shared").fit(X, y)
+    other = DatasetDistiller(**params).fit(X, y)
+    assert other.start_iteration_ == 0 and len(list(tmp_path.glob("distiller-*.pt"))) == 2
+    assert DatasetDistiller(**params).fit(X, y).start_iteration_ == 2
+    # and the saved set says how it was made
+    assert load_synthetic_set(shared.save(tmp_path / "set.npz")).metadata["siamese_draws"] == "shared"
 
 
 def _accuracy_dm_vs_random(X_tr, y_tr, X_te, y_te, distiller_params, clf_params, seeds):

@@ -154,7 +154,7 @@ def test_loops_follow_the_reference_table():
 
 # --- the mapping onto the distiller's loop --------------------------------------------------
 
-def _strategy(digits_images, method="dc", ipc=2, **params):
+def _strategy(digits_images, method="dc", ipc=2, siamese_draws="per_class", **params):
     """A started run of the strategy, on a context built by hand: no DatasetDistiller involved."""
     X, y = digits_images
     gen = torch.Generator().manual_seed(0)
@@ -163,7 +163,7 @@ def _strategy(digits_images, method="dc", ipc=2, **params):
     augment = SiameseAugment() if method == "dsa" else None
     context = DistillationContext(real=real, net=net, augment=augment, gen_device=gen,
                                   gen_cpu=torch.Generator().manual_seed(1), classes=np.arange(10), ipc=ipc,
-                                  batch_real=8, mdt_mask_ratio=0.0, net_spec={})
+                                  batch_real=8, mdt_mask_ratio=0.0, net_spec={}, siamese_draws=siamese_draws)
     run = GradientMatching(dsa=method == "dsa", **params).start(context)
     X_syn = real.sample(ipc).clone().requires_grad_(True)
     return run, net, X_syn
@@ -192,6 +192,46 @@ def test_network_is_redrawn_every_outer_loop_and_trained_in_between(digits_image
     assert torch.equal(w2, _weights(net))
     strategy.loss(X_syn)  # iteration 2: redraw
     assert not torch.equal(w2, _weights(net))
+
+
+def _class_row(params, k):
+    """Class ``k``'s Siamese draw as a one-row (shared) parameter set applying its chosen group only."""
+    rows = {name: getattr(params, name)[k:k + 1] for name in params._fields[1:-1]}
+    return params._replace(ops=(params.ops[int(params.choice[k])],), choice=None, **rows)
+
+
+def test_dsa_draws_per_class_like_augmenting_each_class_alone(digits_images):
+    run, net, X_syn = _strategy(digits_images, "dsa", ipc=3, outer_loop=2, inner_loop=1)
+    loss = run.loss(X_syn)
+    (grad,) = torch.autograd.grad(loss, X_syn)
+
+    # the same draws by hand: the network, the real batch, then one Siamese draw per class
+    again, net, X_syn = _strategy(digits_images, "dsa", ipc=3, outer_loop=2, inner_loop=1)
+    c = again.context
+    reinitialize_(net, c.gen_device)
+    real = c.real.sample(again.per_class_real)
+    params = c.augment.sample_groups(10, c.gen_cpu)
+    assert len(set(params.choice.tolist())) > 1
+    per, ipc = again.per_class_real, 3
+    real = torch.cat([c.augment(real[k * per:(k + 1) * per], _class_row(params, k)) for k in range(10)])
+    syn = torch.cat([c.augment(X_syn[k * ipc:(k + 1) * ipc], _class_row(params, k)) for k in range(10)])
+    weights = {name: p.detach() for name, p in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+    with torch.no_grad():
+        g_real = _per_class_gradients(net, weights, real, 10, buffers)
+    expected = _gradient_distance(_per_class_gradients(net, weights, syn, 10, buffers), g_real)
+    (expected_grad,) = torch.autograd.grad(expected, X_syn)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+    shared, _, X_syn = _strategy(digits_images, "dsa", ipc=3, siamese_draws="shared", outer_loop=2, inner_loop=1)
+    assert not torch.allclose(shared.loss(X_syn), loss)
+
+
+def test_dc_ignores_siamese_draws(digits_images, fitted):
+    X, y = digits_images
+    shared = DatasetDistiller(_method("dc"), **SMALL, siamese_draws="shared").fit(X, y)
+    np.testing.assert_array_equal(shared.X_synthetic_, fitted["dc"].X_synthetic_)
 
 
 # --- the batched maths against plain per-class loops ----------------------------------------

@@ -85,7 +85,8 @@ class DatasetDistiller(BaseEstimator):
     with Distribution Matching", WACV 2023): each iteration draws a freshly
     initialised embedding network, embeds a real batch of every class and the
     synthetic images of every class (one batched pass over all classes, with the
-    same differentiable Siamese augmentation on both sides), and moves the synthetic
+    same differentiable Siamese augmentation on the real and synthetic images of a
+    class, drawn per class; see ``siamese_draws``), and moves the synthetic
     images by SGD to reduce the squared distance between class-mean embeddings.
 
     **Masked Distillation Training (MDT)**, our reading of Zhu et al. (ICCV 2023),
@@ -126,6 +127,14 @@ class DatasetDistiller(BaseEstimator):
         Differentiable Siamese augmentation (:class:`~ddcal_sklearn.SiameseAugment`)
         applied with the same parameters to the real and synthetic batches. Needs
         images; use None for flat features.
+    siamese_draws : {"per_class", "shared"}, default="per_class"
+        How the Siamese augmentation of the matching loss (DM, DSA) is drawn at every
+        iteration: ``"per_class"`` gives every class its own transformation and
+        parameters, shared by the real and synthetic images of that class, as the
+        reference code does (all classes still in one batched pass); ``"shared"``
+        makes one draw for all classes (this package's earlier behaviour, kept to
+        reproduce sets made with it). Ignored without augmentation, by ``"dc"``, and by ``"mtt"``
+        (whose training steps draw per image).
     net : torch.nn.Module class or None, default=None
         Embedding network class, instantiated with ``in_channels``/``image_size``/
         ``n_features`` and ``n_classes`` where it takes them, plus ``net_params``.
@@ -241,6 +250,7 @@ class DatasetDistiller(BaseEstimator):
         "batch_real": [Interval(numbers.Integral, 1, None, closed="left")],
         "init": [StrOptions({"real", "noise"})],
         "augment": [StrOptions({"dsa"}), None],
+        "siamese_draws": [StrOptions({"per_class", "shared"})],
         "net": [type, None],
         "net_params": [dict, None],
         "method_params": [dict, None],
@@ -252,9 +262,9 @@ class DatasetDistiller(BaseEstimator):
     }
 
     def __init__(self, method="dm", *, ipc=10, mdt_mask_ratio=0.0, n_iterations=1000, lr_images=1.0,
-                 momentum=0.5, batch_real=256, init="real", augment="dsa", net=None, net_params=None,
-                 method_params=None, device="auto", random_state=None, verbose=0, checkpoint_dir=None,
-                 checkpoint_every=100):
+                 momentum=0.5, batch_real=256, init="real", augment="dsa", siamese_draws="per_class", net=None,
+                 net_params=None, method_params=None, device="auto", random_state=None, verbose=0,
+                 checkpoint_dir=None, checkpoint_every=100):
         self.method = method
         self.ipc = ipc
         self.mdt_mask_ratio = mdt_mask_ratio
@@ -264,6 +274,7 @@ class DatasetDistiller(BaseEstimator):
         self.batch_real = batch_real
         self.init = init
         self.augment = augment
+        self.siamese_draws = siamese_draws
         self.net = net
         self.net_params = net_params
         self.method_params = method_params
@@ -381,7 +392,7 @@ class DatasetDistiller(BaseEstimator):
             net_spec={"net": self.net, "net_params": self.net_params, "augment": self.augment,
                       "device": self.device},
             checkpoint_dir=None if self.checkpoint_dir is None else Path(self.checkpoint_dir),
-            verbose=self.verbose,
+            verbose=self.verbose, siamese_draws=self.siamese_draws,
         )
         run = strategy.start(context)
         optimizer = torch.optim.SGD([{"params": [X_syn]}, *run.param_groups()],

@@ -12,11 +12,14 @@ class DistributionMatching(DistillationStrategy):
     Every iteration redraws the distiller's embedding network from the fit's device
     generator, embeds a real batch of every class (``batch_real`` images per class,
     capped at the smallest class) and the synthetic images of every class in one
-    batched pass, after one shared Siamese augmentation draw (DSA) when the
-    distiller's ``augment="dsa"``, and returns the sum over classes of the squared
-    distance between the class-mean embeddings. The network never learns; only the
-    images do. DM has no parameters of its own: ``DatasetDistiller(method="dm")`` and
-    ``DatasetDistiller(method=DistributionMatching())`` are the same.
+    batched pass, after a Siamese augmentation (DSA) when the distiller's
+    ``augment="dsa"`` (by default one draw per class, shared by the real and the
+    synthetic images of that class, as in the reference; the distiller's
+    ``siamese_draws="shared"`` makes one draw for all classes), and returns the sum
+    over classes of the squared distance between the class-mean embeddings. The
+    network never learns; only the images do. DM has no parameters of its own:
+    ``DatasetDistiller(method="dm")`` and ``DatasetDistiller(method=DistributionMatching())``
+    are the same.
 
     References
     ----------

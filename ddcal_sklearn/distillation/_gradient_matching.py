@@ -116,8 +116,8 @@ class GradientMatching(DistillationStrategy):
     redrawn from scratch, so that the synthetic set reproduces the real gradients
     along whole training trajectories of random networks. **DSA** is the same
     procedure with differentiable Siamese augmentation: the real and the
-    synthetic batches are transformed with one shared random draw before the
-    gradients are taken (the gradient flows through the augmentation into the
+    synthetic batches of each class are transformed with one shared random draw
+    before the gradients are taken (the gradient flows through the augmentation into the
     synthetic pixels), and the network's training on the synthetic set uses
     augmentation too (per-sample draws, as in the reference).
 
@@ -146,9 +146,10 @@ class GradientMatching(DistillationStrategy):
     **Augmentation.** With ``dsa=False`` (``method="dc"``) the distiller's ``augment``
     parameter is ignored (DC as published uses no augmentation while learning the
     images, and the distiller's default ``augment="dsa"`` would otherwise turn every
-    DC run into DSA). ``dsa=True`` (``method="dsa"``) requires ``augment="dsa"``. One Siamese draw is shared by
-    all classes of an iteration (the reference draws one per class; batching the
-    classes needs a single draw).
+    DC run into DSA). ``dsa=True`` (``method="dsa"``) requires ``augment="dsa"``. Each class gets its own
+    Siamese draw, shared by its real and synthetic batches, as in the reference (all
+    classes are still augmented in one batched pass); the distiller's
+    ``siamese_draws="shared"`` makes one draw for all classes instead.
 
     **MDT** (Masked Distillation Training, our reading of Zhu et al., ICCV 2023):
     with ``mdt_mask_ratio = r > 0``, every time the synthetic images are fed to the

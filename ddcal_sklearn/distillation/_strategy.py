@@ -91,6 +91,9 @@ class DistillationContext:
     checkpoint_dir : pathlib.Path or None
         The distiller's checkpoint folder: a strategy may keep its own files below it.
     verbose : int
+    siamese_draws : {"per_class", "shared"}
+        How :meth:`siamese` draws: one augmentation per class (the reference), or one
+        shared by every class.
     """
 
     real: ClassBatches
@@ -105,6 +108,7 @@ class DistillationContext:
     net_spec: dict
     checkpoint_dir: Path | None = None
     verbose: int = 0
+    siamese_draws: str = "per_class"
 
     @property
     def n_classes(self):
@@ -119,12 +123,26 @@ class DistillationContext:
         return mask_elements(X_syn, self.mdt_mask_ratio, random_state=self.gen_device)
 
     def siamese(self, real, syn, augment=None):
-        """Augment a real and a synthetic batch with one shared random draw (DSA); identity without one."""
+        """Augment a real and a synthetic batch with the same random draws (DSA); identity without one.
+
+        ``real`` and ``syn`` are class-major, the same number of images per class within
+        each. With ``siamese_draws="per_class"`` every class gets its own draw (its own
+        transformation and parameters), shared by its real and synthetic images, as in
+        the reference code; all draws are made in one call from the CPU generator and
+        applied in one batched pass per transformation. With ``"shared"`` one draw
+        serves every class.
+        """
         augment = self.augment if augment is None else augment
         if augment is None:
             return real, syn
-        params = augment.sample(1, self.gen_cpu, device=real.device)
-        return augment(real, params), augment(syn, params)
+        if self.siamese_draws == "shared":
+            params = augment.sample(1, self.gen_cpu, device=real.device)
+            return augment(real, params), augment(syn, params)
+        if self.siamese_draws != "per_class":
+            raise ValueError(f"siamese_draws={self.siamese_draws!r} is unknown; use 'per_class' or 'shared'.")
+        params = augment.sample_groups(self.n_classes, self.gen_cpu, device=real.device)
+        return (augment(real, params.repeat_interleave(real.shape[0] // self.n_classes)),
+                augment(syn, params.repeat_interleave(syn.shape[0] // self.n_classes)))
 
 
 class DistillationStrategy(BaseEstimator):

@@ -4,7 +4,8 @@ Imports only :mod:`ddcal_sklearn.utils`; the distillers, the classifier and the
 expert trajectories all build and feed their networks through this subpackage.
 """
 
-from ._augment import DSAParams, SiameseAugment
+from ._augment import DCAugment, DCParams, DSAParams, SiameseAugment, resolve_augment
+from ._batched import module_buffers, train_stacked
 from ._build import build_network, flatten_parameters, reinitialize_, unflatten_parameters
 from ._data import DeviceBatchIterator, DeviceTensorDataset, LRStepAtFraction, dataset_tensors
 from ._losses import FocalLoss
@@ -13,6 +14,8 @@ from ._nets import MLP, ConvNet, network_kwargs
 __all__ = [
     "MLP",
     "ConvNet",
+    "DCAugment",
+    "DCParams",
     "DSAParams",
     "DeviceBatchIterator",
     "DeviceTensorDataset",
@@ -24,5 +27,8 @@ __all__ = [
     "flatten_parameters",
     "network_kwargs",
     "reinitialize_",
+    "resolve_augment",
+    "module_buffers",
+    "train_stacked",
     "unflatten_parameters",
 ]

@@ -16,6 +16,13 @@ be applied to any number of batches:
    batch ``(N, C, H, W)`` on whatever device the batch lives on.
 
 Defaults follow ``ParamDiffAug`` of the reference implementation.
+:meth:`SiameseAugment.sample_groups` draws one Siamese draw per group (per
+class, as the reference's distillation loops do) in one call.
+
+:class:`DCAugment` is the other augmentation of the reference code, the one it
+trains DC's evaluation networks with (crop, scale, rotate, noise; one per image),
+with the same two-step interface; :func:`resolve_augment` maps the names
+``"dsa"`` and ``"dc"`` of an ``augment`` parameter to these objects.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DSAParams", "SiameseAugment"]
+__all__ = ["DCAugment", "DCParams", "DSAParams", "SiameseAugment", "resolve_augment"]
 
 #: Transformation groups, in the order used by the reference strategy string.
 TRANSFORMS = ("color", "crop", "cutout", "flip", "scale", "rotate")
@@ -76,6 +83,12 @@ class DSAParams(NamedTuple):
         factor above 1 shrinks the content.
     rotate : Tensor, shape (B,)
         Rotation angle in radians.
+    choice : Tensor of int64 on the CPU, shape (B,), or None
+        Per-row choice of ``mode="single"`` made by
+        :meth:`SiameseAugment.sample_groups`: row ``i`` applies ``ops[choice[i]]``
+        only. None (what :meth:`SiameseAugment.sample` makes): every row applies
+        every group of ``ops``. It stays on the host (it selects Python branches),
+        so reading it costs no device synchronisation.
     """
 
     ops: tuple
@@ -87,33 +100,63 @@ class DSAParams(NamedTuple):
     flip: torch.Tensor
     scale: torch.Tensor
     rotate: torch.Tensor
+    choice: torch.Tensor | None = None
 
     def to(self, device=None, dtype=None) -> "DSAParams":
         """Return a copy with the tensors moved to ``device`` and cast to ``dtype``.
 
-        ``flip``, ``crop`` and ``cutout`` are only moved, never cast.
+        ``flip``, ``crop`` and ``cutout`` are only moved, never cast; ``choice``
+        stays on the host.
         """
         # Non-blocking host-to-device copies avoid a stream sync; copies to the
         # CPU stay blocking so the values are ready when read.
         nb = device is not None and torch.device(device).type != "cpu"
         out = {}
-        for name in self._fields[1:]:
+        for name in self._fields[1:-1]:
             t = getattr(self, name)
             # Flags and the uniforms that become integer offsets keep their dtype.
             keep = t.dtype == torch.bool or name in ("crop", "cutout")
             out[name] = t.to(device=device, dtype=None if keep else dtype, non_blocking=nb)
         return self._replace(**out)
 
+    def repeat_interleave(self, repeats: int) -> "DSAParams":
+        """Every row repeated ``repeats`` times, in place: rows of groups become rows of samples.
 
-def _parse_strategy(strategy: str) -> tuple:
+        With one row per class from :meth:`SiameseAugment.sample_groups`, this gives the
+        parameters of a class-major batch of ``repeats`` images per class, every image
+        with its class's draw.
+
+        Examples
+        --------
+        >>> import torch
+        >>> p = SiameseAugment("rotate").sample_groups(3, torch.Generator().manual_seed(0))
+        >>> q = p.repeat_interleave(2)
+        >>> tuple(q.rotate.shape), bool((q.rotate[0::2] == p.rotate).all())
+        ((6,), True)
+        """
+        repeats = int(repeats)
+        out = {name: getattr(self, name).repeat_interleave(repeats, dim=0) for name in self._fields[1:-1]}
+        if self.choice is not None:
+            out["choice"] = self.choice.repeat_interleave(repeats, dim=0)
+        return self._replace(**out)
+
+    def _rows(self, index: torch.Tensor) -> "DSAParams":
+        """The parameter rows ``index`` (on the parameters' device), ``choice`` dropped."""
+        out = {name: getattr(self, name).index_select(0, index) for name in self._fields[1:-1]}
+        return self._replace(choice=None, **out)
+
+
+def _parse_strategy(strategy: str, known: tuple = TRANSFORMS) -> tuple:
+    if not isinstance(strategy, str):
+        raise TypeError(f"strategy must be a '_'-joined string of names from {known}, got {strategy!r}")
     if strategy in ("", "none", "None"):
         return ()
     ops = tuple(strategy.split("_"))
-    unknown = [op for op in ops if op not in TRANSFORMS]
+    unknown = [op for op in ops if op not in known]
     if unknown:
         raise ValueError(
             f"unknown transformation(s) {unknown} in strategy {strategy!r}; "
-            f"expected '_'-joined names from {TRANSFORMS}"
+            f"expected '_'-joined names from {known}"
         )
     return ops
 
@@ -302,7 +345,71 @@ class SiameseAugment:
             ops = (self.ops[min(int(u[0] * k), k - 1)],)
         else:
             ops = self.ops
-        u = u[1:].reshape(rows, _N_COLS)
+        return self._params(u[1:].reshape(rows, _N_COLS), ops, device)
+
+    def sample_groups(
+        self,
+        n_groups: int,
+        generator: torch.Generator,
+        device: torch.device | str | None = None,
+    ) -> DSAParams:
+        """Draw one Siamese draw per group (e.g. per class) in one call.
+
+        The reference code (DSA's and DM's training loops) augments every class with
+        its own seed, shared by the real and the synthetic images of that class. This
+        draws those ``n_groups`` draws at once: one row of parameters per group and,
+        with ``mode="single"``, one group of transformations per row (``choice``).
+        Expand the rows to the samples with :meth:`DSAParams.repeat_interleave`
+        (class-major blocks of equal size), then :meth:`apply` transforms every row
+        with its own draw, one batched pass per transformation group (a loop over at
+        most 6 groups, never over the rows).
+
+        Parameters
+        ----------
+        n_groups : int
+            Number of independent draws (rows); ``per_sample`` is not used.
+        generator : torch.Generator
+            The only source of randomness (a CPU one costs no device sync; the
+            choices of a CUDA one are copied to the host, one sync).
+        device : torch.device or str, optional
+            Where to put the parameter tensors (default: the generator's device).
+
+        Returns
+        -------
+        DSAParams
+            Parameters with leading dimension ``n_groups``; with ``mode="single"``,
+            ``ops`` is the whole strategy and ``choice`` says which group each row
+            applies. ``sample_groups(1, g)`` consumes the generator as
+            ``sample(1, g)`` does and gives the same transformation.
+
+        Examples
+        --------
+        >>> import torch
+        >>> aug = SiameseAugment()
+        >>> p = aug.sample_groups(10, torch.Generator().manual_seed(0))
+        >>> tuple(p.rotate.shape), tuple(p.choice.shape)
+        ((10,), (10,))
+        >>> real = torch.randn(10 * 4, 3, 8, 8)  # 4 images per class, class-major
+        >>> aug(real, p.repeat_interleave(4)).shape
+        torch.Size([40, 3, 8, 8])
+        """
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("generator must be a torch.Generator (the global RNG is never used)")
+        n_groups = int(n_groups)
+        if n_groups < 1:
+            raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+        # The layout generalises sample(1): the choices first, then the rows.
+        u = torch.rand(n_groups * (1 + _N_COLS), generator=generator, device=generator.device)
+        choice = None
+        if self.ops and self.mode == "single":
+            k = len(self.ops)
+            choice = (u[:n_groups] * k).floor().long().clamp_(0, k - 1).cpu()
+        params = self._params(u[n_groups:].reshape(n_groups, _N_COLS), self.ops, device)
+        return params._replace(choice=choice)
+
+    def _params(self, u: torch.Tensor, ops: tuple, device) -> DSAParams:
+        """Map rows of uniforms ``(rows, _N_COLS)`` to their ranges."""
+        rows = u.shape[0]
         # Map the uniforms to their ranges column-wise in one packed tensor,
         # so moving to another device is a single copy; fields are views.
         lo, rot = 1.0 / self.scale, math.radians(self.rotate)
@@ -374,9 +481,13 @@ class SiameseAugment:
                 f"per-sample parameters for {b} images cannot augment a batch of {x.shape[0]}"
             )
         params = params.to(device=x.device, dtype=x.dtype)
-        for op in params.ops:
-            x = _APPLY[op](self, x, params)
-        return x
+        if params.choice is None:
+            for op in params.ops:
+                x = _APPLY[op](self, x, params)
+            return x
+        # Row i applies ops[choice[i]] only: one batched pass per chosen group.
+        return _by_choice(x, params.choice, lambda k, xs, rows: _APPLY[params.ops[k]](
+            self, xs, params if rows is None else params._rows(rows)))
 
     __call__ = apply
 
@@ -441,6 +552,32 @@ class SiameseAugment:
         return _affine(x, theta)
 
 
+def _by_choice(x: torch.Tensor, choice: torch.Tensor, transform) -> torch.Tensor:
+    """Apply ``transform(k, x_k, rows_k)`` to the rows ``rows_k`` of ``x`` that chose ``k``; reassemble.
+
+    ``choice`` (int64, on the host) has one entry per row of ``x``, or a single entry
+    shared by every row. ``transform`` gets ``rows=None`` when it must treat all of
+    ``x`` (the rows' parameters unselected). The loop runs over the distinct choices,
+    never over the rows; index tensors are built on the host and copied to the device
+    without a synchronisation; the result is assembled out of place (one gather), so
+    it stays differentiable in ``x``.
+    """
+    if choice.numel() == 1:
+        return transform(int(choice[0]), x, None)
+    chosen = torch.unique(choice)
+    if chosen.numel() == 1:
+        return transform(int(chosen[0]), x, None)
+    nb = x.device.type != "cpu"
+    pieces, host_rows = [], []
+    for k in chosen.tolist():
+        rows = (choice == k).nonzero().flatten()
+        host_rows.append(rows)
+        rows = rows.to(x.device, non_blocking=nb)
+        pieces.append(transform(k, x.index_select(0, rows), rows))
+    inverse = torch.argsort(torch.cat(host_rows)).to(x.device, non_blocking=nb)
+    return torch.cat(pieces).index_select(0, inverse)
+
+
 def _uniform_to_int(u: torch.Tensor, k: int) -> torch.Tensor:
     """Map uniforms in [0, 1) to integers in [0, k) (clamped against rounding)."""
     return (u * k).floor().long().clamp(0, max(k - 1, 0))
@@ -464,3 +601,425 @@ _APPLY = {
     "scale": SiameseAugment._scale,
     "rotate": SiameseAugment._rotate,
 }
+
+
+# ============================================================================ DC
+#: Transformations of the DC augmentation, in the order of its default strategy.
+DC_TRANSFORMS = ("crop", "scale", "rotate", "noise")
+
+#: Coordinates this close (in pixels) outside the image still count as inside it
+#: when rotating (float rounding of exact boundary points).
+_ROTATE_EDGE_TOL = 1e-6
+
+
+class DCParams(NamedTuple):
+    """Random parameters of one :class:`DCAugment` call.
+
+    Every tensor has a leading dimension ``B``: the batch size (per-sample draws,
+    the default) or 1 (one draw shared by every image).
+
+    Attributes
+    ----------
+    ops : tuple of str
+        The strategy's transformations; row ``i`` applies ``ops[choice[i]]``.
+    choice : Tensor of int64 on the CPU, shape (B,)
+        Index into ``ops`` of each row's transformation. It stays on the host (it
+        selects which rows go through which transformation), so reading it costs
+        no device synchronisation.
+    crop : Tensor of int64, shape (B, 2)
+        Top-left corner ``(row, column)`` of the window, in ``[0, 2 * crop)``, taken
+        from the image padded by ``crop`` pixels: a shift of ``corner - crop``.
+    scale : Tensor of float64, shape (B, 2)
+        Resize factors of the height and the width, in ``[1 - scale, 1 + scale)``;
+        both multiply the image *height* (as in the reference).
+    rotate : Tensor of int64, shape (B,)
+        Rotation angle in degrees, in ``[-rotate, rotate)``.
+    noise_seed : int
+        Seed of the generator, on the images' device, of the Gaussian noise of the
+        rows that chose ``noise``.
+    """
+
+    ops: tuple
+    choice: torch.Tensor
+    crop: torch.Tensor
+    scale: torch.Tensor
+    rotate: torch.Tensor
+    noise_seed: int
+
+    def to(self, device=None) -> "DCParams":
+        """A copy with ``crop``, ``scale`` and ``rotate`` on ``device`` (never cast); ``choice`` stays on the host."""
+        nb = device is not None and torch.device(device).type != "cpu"
+        return self._replace(**{name: getattr(self, name).to(device, non_blocking=nb)
+                                for name in ("crop", "scale", "rotate")})
+
+    def _rows(self, index: torch.Tensor) -> "DCParams":
+        return self._replace(**{name: getattr(self, name).index_select(0, index)
+                                for name in ("crop", "scale", "rotate")})
+
+
+class DCAugment:
+    """The DC augmentation (Zhao et al., ICLR 2021), batched, seeded and on the device.
+
+    The reference code trains its evaluation networks for DC with ``augment``: every
+    image gets ONE transformation drawn uniformly from the strategy, with its own
+    random parameters. This class does the same for a whole batch at once: the
+    images are grouped by the transformation they drew (a loop over at most 4
+    transformations, never over the images), each group is transformed in one
+    vectorised pass, and the result is differentiable in the images.
+
+    - ``crop``: pad by ``crop`` pixels with the per-channel mean of the batch, then
+      take a window at a random corner in ``[0, 2 * crop)``, i.e. a shift of
+      ``-crop .. crop - 1`` pixels; vacated pixels hold the channel's batch mean.
+    - ``scale``: resize to ``int(f_h * H)`` rows and ``int(f_w * H)`` columns (both
+      from the height ``H``, as the reference does), ``f`` uniform in
+      ``[1 - scale, 1 + scale)``, by nearest neighbour, then centre-crop or
+      zero-pad back to ``H x W`` (on a square canvas of the largest side, as the
+      reference).
+    - ``rotate``: rotate by an integer angle in ``[-rotate, rotate)`` degrees about
+      the centre, with the reference's geometry (the rotated image's bounding box,
+      then its centre crop, whose half-pixel offset when the sizes differ by an odd
+      number is kept); points that come from outside the image take the mean of
+      the channel means of the batch.
+    - ``noise``: add ``noise`` times standard Gaussian noise.
+
+    Parameters
+    ----------
+    strategy : str, default="crop_scale_rotate_noise"
+        ``'_'``-joined transformations from ``crop``, ``scale``, ``rotate``,
+        ``noise``; ``"none"`` or ``""`` gives the identity. The reference uses
+        ``"crop_scale_rotate"`` for MNIST and ``"crop_noise"`` for networks with
+        BatchNorm (its ``get_daparam``).
+    crop : int, default=4
+        Padding (pixels) of the crop; the shift is in ``[-crop, crop)``.
+    scale : float in [0, 1), default=0.2
+        Resize factors are uniform in ``[1 - scale, 1 + scale)``.
+    rotate : int, default=45
+        Angles are integers uniform in ``[-rotate, rotate)`` degrees.
+    noise : float, default=0.001
+        Standard deviation of the added Gaussian noise.
+    per_sample : bool, default=True
+        True (the reference): every image draws its own transformation and
+        parameters, and ``apply`` needs a batch of the sampled size. False: one
+        transformation with one set of parameters for every image of every batch
+        (a Siamese draw).
+
+    Notes
+    -----
+    Differences from the reference ``augment`` (``utils.py`` of
+    VICO-UoE/DatasetCondensation), all deliberate:
+
+    - **rotate** interpolates bilinearly (``grid_sample``) where the reference uses
+      SciPy's cubic spline (``scipy.ndimage.rotate``, order 3); geometry, angles
+      and fill are the same, so this equals ``scipy.ndimage.rotate(..., order=1,
+      cval=<mean of channel means>)`` with the reference's centre crop (tested).
+      Cubic and linear interpolation differ most on sharp edges.
+    - **scale** gathers the same pixels as the reference's
+      ``F.interpolate(mode="nearest")`` followed by its canvas and crop: the
+      result is the reference's exactly (index arithmetic in float32, as torch's
+      kernel; gathers, rather than an approximate ``grid_sample``).
+    - **crop** and **noise** compute the reference's formulas.
+    - Randomness comes from the ``torch.Generator`` given to :meth:`sample`, never
+      from NumPy's or torch's global generators; the noise is drawn at
+      :meth:`apply` from a generator on the images' device seeded by the sample
+      (``noise_seed``), so it costs no host-to-device copy of a batch of noise,
+      and CPU and CUDA give different (equally Gaussian) noise for one seed.
+    - The fill values (channel means) are functions of the batch that gradients
+      flow through; the reference treats them as constants (it never
+      differentiates through its augmentation).
+    - Settings the reference cannot run are accepted: ``crop=0`` or ``rotate=0``
+      is the identity for that transformation, and a resized side that rounds to
+      0 pixels is 1 pixel.
+    - The reference mutates the batch it is given; this returns a new tensor.
+
+    Randomness comes only from the generator given to :meth:`sample`: all of it
+    is drawn in one call there (the noise seed included). With a CPU generator
+    (recommended) the per-image choices reach the host for free; a CUDA
+    generator costs one host synchronisation per :meth:`sample`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> aug = DCAugment()
+    >>> x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    >>> params = aug.sample(x.shape, torch.Generator().manual_seed(0))
+    >>> y = aug(x, params)
+    >>> y.shape
+    torch.Size([6, 1, 28, 28])
+    >>> [params.ops[k] for k in params.choice.tolist()]
+    ['noise', 'crop', 'scale', 'rotate', 'crop', 'noise']
+    >>> y.sum().backward()
+    >>> x.grad.shape
+    torch.Size([6, 1, 28, 28])
+    """
+
+    def __init__(
+        self,
+        strategy: str = "crop_scale_rotate_noise",
+        *,
+        crop: int = 4,
+        scale: float = 0.2,
+        rotate: int = 45,
+        noise: float = 0.001,
+        per_sample: bool = True,
+    ):
+        self.strategy = strategy
+        self.ops = _parse_strategy(strategy, DC_TRANSFORMS)
+        for name, value in (("crop", crop), ("rotate", rotate)):
+            if isinstance(value, bool) or not float(value).is_integer() or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (pixels or degrees), got {value!r}")
+        if not 0.0 <= scale < 1.0:
+            raise ValueError(f"scale must be in [0, 1) (factors are drawn in [1 - scale, 1 + scale)), got {scale!r}")
+        if not (noise >= 0 and math.isfinite(noise)):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        self.crop = int(crop)
+        self.scale = float(scale)
+        self.rotate = int(rotate)
+        self.noise = float(noise)
+        self.per_sample = bool(per_sample)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(strategy={self.strategy!r}, crop={self.crop}, scale={self.scale}, "
+            f"rotate={self.rotate}, noise={self.noise}, per_sample={self.per_sample})"
+        )
+
+    def with_per_sample(self, per_sample=True) -> "DCAugment":
+        """A copy of this augmentation with ``per_sample`` set (every other setting kept)."""
+        other = copy.copy(self)
+        other.per_sample = bool(per_sample)
+        return other
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        n_or_shape: int | Sequence[int],
+        generator: torch.Generator,
+        device: torch.device | str | None = None,
+    ) -> DCParams:
+        """Draw the random parameters of one augmentation call, in one draw from ``generator``.
+
+        Parameters
+        ----------
+        n_or_shape : int or sequence of int
+            Batch size, or a batch shape whose first entry is the batch size (with
+            ``per_sample=False`` the parameters fit any batch).
+        generator : torch.Generator
+            The only source of randomness: the same state gives the same parameters.
+        device : torch.device or str, optional
+            Where to put the parameter tensors (default: the generator's device);
+            :meth:`apply` also moves them to the batch's device.
+
+        Returns
+        -------
+        DCParams
+
+        Examples
+        --------
+        >>> import torch
+        >>> p = DCAugment("rotate", rotate=10).sample(3, torch.Generator().manual_seed(0))
+        >>> p.ops, p.rotate.tolist()
+        (('rotate',), [5, -7, -6])
+        """
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("generator must be a torch.Generator (the global RNG is never used)")
+        n = int(n_or_shape) if isinstance(n_or_shape, int) else int(n_or_shape[0])
+        rows = n if self.per_sample else 1
+        # Columns: choice, crop corner x2, scale factor x2, angle; then the noise seed.
+        # float64, as the reference's NumPy draws (int(f * H) depends on the last bits).
+        u = torch.rand(rows * 6 + 1, dtype=torch.float64, generator=generator, device=generator.device)
+        noise_seed = int(u[-1] * 2.0**53)  # host value: free for a CPU generator
+        u = u[:-1].reshape(rows, 6)
+        k = max(len(self.ops), 1)
+        choice = (u[:, 0] * k).floor().long().clamp_(0, k - 1).cpu()
+        two_crop, two_rotate = 2 * self.crop, 2 * self.rotate
+        # One packed float64 tensor (integers exact), so moving it is a single copy.
+        vals = torch.cat([
+            (u[:, 1:3] * two_crop).floor().clamp_(0, max(two_crop - 1, 0)),
+            (1.0 - self.scale) + (2.0 * self.scale) * u[:, 3:5],
+            (u[:, 5:6] * two_rotate).floor().clamp_(0, max(two_rotate - 1, 0)) - self.rotate,
+        ], dim=1)
+        if device is not None:
+            vals = vals.to(device, non_blocking=torch.device(device).type != "cpu")
+        return DCParams(ops=self.ops, choice=choice, crop=vals[:, 0:2].long(), scale=vals[:, 2:4],
+                        rotate=vals[:, 4].long(), noise_seed=noise_seed)
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, x: torch.Tensor, params: DCParams) -> torch.Tensor:
+        """Augment a batch with given parameters.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, C, H, W)
+            Floating-point images on any device; may require grad.
+        params : DCParams
+            From :meth:`sample`: per-sample parameters need ``N`` rows, shared ones
+            (``per_sample=False``) apply to any ``N``.
+
+        Returns
+        -------
+        Tensor, shape (N, C, H, W)
+            Augmented images, same dtype and device, differentiable in ``x``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> aug = DCAugment("crop", crop=1, per_sample=False)
+        >>> x = torch.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+        >>> p = aug.sample(1, torch.Generator())._replace(crop=torch.tensor([[0, 1]]))
+        >>> aug(x, p)[0, 0].tolist()  # shifted down by one row; the fill is the mean, 5
+        [[5.0, 5.0, 5.0], [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+        """
+        if x.ndim != 4:
+            raise ValueError(f"expected a batch of shape (N, C, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected floating-point images, got {x.dtype}")
+        b = params.choice.shape[0]
+        if b not in (1, x.shape[0]):
+            raise ValueError(
+                f"per-sample parameters for {b} images cannot augment a batch of {x.shape[0]}"
+            )
+        if not params.ops:
+            return x
+        params = params.to(x.device)
+        chosen = {params.ops[k] for k in torch.unique(params.choice).tolist()}
+        # the reference's fills: the per-channel mean of the batch, and the mean of those
+        channel_mean = x.mean(dim=(0, 2, 3)) if chosen & {"crop", "rotate"} else None
+
+        def transform(k, xs, rows):
+            p = params if rows is None else params._rows(rows)
+            op = params.ops[k]
+            if op == "crop":
+                return _dc_crop(xs, p.crop, self.crop, channel_mean)
+            if op == "scale":
+                return _dc_scale(xs, p.scale)
+            if op == "rotate":
+                return _dc_rotate(xs, p.rotate, channel_mean.mean())
+            gen = torch.Generator(device=xs.device).manual_seed(params.noise_seed)
+            shape = (p.rotate.shape[0], *xs.shape[1:])  # one noise image per row of parameters
+            return xs + self.noise * torch.randn(shape, generator=gen, device=xs.device, dtype=xs.dtype)
+
+        return _by_choice(x, params.choice, transform)
+
+    __call__ = apply
+
+
+def _dc_crop(x, corner, crop, fill):
+    """``out[i, j] = x[i + r - crop, j + c - crop]``, ``fill[channel]`` outside (corner ``(r, c)`` per row)."""
+    _, c, h, w = x.shape
+    rows = torch.arange(h, device=x.device)[None, :] + (corner[:, 0:1] - crop)  # (b, h)
+    cols = torch.arange(w, device=x.device)[None, :] + (corner[:, 1:2] - crop)  # (b, w)
+    return _gather_2d(x, rows, cols, fill.to(x.dtype).reshape(1, c, 1, 1))
+
+
+def _gather_2d(x, rows, cols, fill):
+    """``out[n, :, i, j] = x[n, :, rows[n, i], cols[n, j]]``, ``fill`` where an index is out of range."""
+    n, c, h, w = x.shape
+    b = rows.shape[0]
+    ridx = rows.clamp(0, h - 1).reshape(b, 1, h, 1).expand(n, c, h, w)
+    cidx = cols.clamp(0, w - 1).reshape(b, 1, 1, w).expand(n, c, h, w)
+    out = x.gather(2, ridx).gather(3, cidx)
+    valid = ((rows >= 0) & (rows < h)).reshape(b, 1, h, 1) & ((cols >= 0) & (cols < w)).reshape(b, 1, 1, w)
+    return torch.where(valid, out, fill)
+
+
+def _dc_scale(x, factors):
+    """The reference's scale: nearest resize to ``int(f * H)`` rows and columns, centred back on ``H x W``."""
+    h, w = x.shape[-2:]
+    sizes = (factors * h).floor().long().clamp_(min=1)  # both sides from the height, as the reference
+    new_h, new_w = sizes[:, 0:1], sizes[:, 1:2]  # (b, 1)
+    side = torch.clamp(torch.maximum(new_h, new_w), min=max(h, w))  # the square canvas
+    # output pixel -> canvas (crop offset) -> resized image (paste offset) -> source (nearest)
+    rows = torch.arange(h, device=x.device)[None, :] + (side - h) // 2 - (side - new_h) // 2
+    cols = torch.arange(w, device=x.device)[None, :] + (side - w) // 2 - (side - new_w) // 2
+    src_rows = _nearest_source(rows, h, new_h)
+    src_cols = _nearest_source(cols, w, new_w)
+    # outside the resized image the canvas is zero; mark it with an out-of-range index
+    src_rows = torch.where((rows >= 0) & (rows < new_h), src_rows, -1)
+    src_cols = torch.where((cols >= 0) & (cols < new_w), src_cols, -1)
+    return _gather_2d(x, src_rows, src_cols, x.new_zeros(()))
+
+
+def _nearest_source(index, in_size, out_size):
+    """Source index of ``F.interpolate(mode="nearest")`` resizing ``in_size`` to ``out_size``.
+
+    torch computes ``min(floor(index * (float(in_size) / out_size)), in_size - 1)`` in
+    float32; so does this, hence the very same pixels.
+    """
+    ratio = torch.tensor(float(in_size), dtype=torch.float32, device=index.device) / out_size.float()
+    return (index.float() * ratio).floor().long().clamp(0, in_size - 1)
+
+
+def _dc_rotate(x, degrees, fill):
+    """``scipy.ndimage.rotate(reshape=True)`` then centre crop, with bilinear interpolation."""
+    n, _, h, w = x.shape
+    b = degrees.shape[0]
+    theta = torch.deg2rad(degrees.to(torch.float64))
+    cos, sin = theta.cos().reshape(b, 1, 1), theta.sin().reshape(b, 1, 1)
+    # SciPy's output plane: the bounding box of the rotated image, rounded to the nearest integer
+    out_h = (cos.abs() * h + sin.abs() * w + 0.5).floor()
+    out_w = (sin.abs() * h + cos.abs() * w + 0.5).floor()
+    # the reference's crop starts at int((out - size) / 2) of that plane (truncated towards zero)
+    top = torch.trunc((out_h - h) / 2)
+    left = torch.trunc((out_w - w) / 2)
+    i = torch.arange(h, dtype=torch.float64, device=x.device).reshape(1, h, 1)
+    j = torch.arange(w, dtype=torch.float64, device=x.device).reshape(1, 1, w)
+    di = i + top - (out_h - 1) / 2  # offsets from the output plane's centre
+    dj = j + left - (out_w - 1) / 2
+    src_i = cos * di + sin * dj + (h - 1) / 2  # SciPy's matrix [[c, s], [-s, c]] (row, column)
+    src_j = -sin * di + cos * dj + (w - 1) / 2
+    tol = _ROTATE_EDGE_TOL
+    inside = (src_i >= -tol) & (src_i <= h - 1 + tol) & (src_j >= -tol) & (src_j <= w - 1 + tol)
+    # pixel coordinates -> grid_sample's [-1, 1] (align_corners=False); "border" only matters at the edge
+    grid = torch.stack([(2 * src_j + 1) / w - 1, (2 * src_i + 1) / h - 1], dim=-1).to(x.dtype)
+    out = F.grid_sample(x, grid.expand(n, h, w, 2), mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.where(inside.reshape(b, 1, h, w), out, fill.to(x.dtype))
+
+
+# ======================================================================== names
+#: Values of the ``augment`` parameters that name an augmentation.
+AUGMENTATIONS = ("dsa", "dc")
+
+
+def resolve_augment(augment):
+    """The augmentation object an ``augment`` parameter names.
+
+    Parameters
+    ----------
+    augment : {"dsa", "dc"}, augmentation object or None
+        ``"dsa"``: :class:`SiameseAugment` with the reference's defaults and
+        ``per_sample=True`` (as the reference trains its evaluation networks:
+        ``DiffAugment`` with ``seed=-1``, one transformation group per call, its own
+        parameters per image). ``"dc"``: :class:`DCAugment` with its defaults (one
+        transformation per image). An object with ``sample(n, generator, device=)``
+        and ``apply(x, params)`` methods (a :class:`SiameseAugment`, a
+        :class:`DCAugment`, or your own) is returned as it is; None gives None.
+
+    Returns
+    -------
+    SiameseAugment, DCAugment, the given object, or None
+
+    Raises
+    ------
+    ValueError
+        For any other value.
+
+    Examples
+    --------
+    >>> resolve_augment("dc")
+    DCAugment(strategy='crop_scale_rotate_noise', crop=4, scale=0.2, rotate=45, noise=0.001, per_sample=True)
+    >>> resolve_augment("dsa").per_sample
+    True
+    """
+    if augment is None:
+        return None
+    if isinstance(augment, str):
+        if augment == "dsa":
+            return SiameseAugment(per_sample=True)
+        if augment == "dc":
+            return DCAugment()
+    elif callable(getattr(augment, "sample", None)) and callable(getattr(augment, "apply", None)):
+        return augment
+    raise ValueError(
+        f"augment={augment!r} is not an augmentation: use one of {list(AUGMENTATIONS)}, None, or an object "
+        "with sample(n, generator, device=) and apply(x, params) methods (a SiameseAugment, a DCAugment)."
+    )

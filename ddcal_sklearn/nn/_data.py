@@ -147,23 +147,48 @@ class LRStepAtFraction(LRScheduler):
     Parameters
     ----------
     fraction : float, default=0.5
+        The cut comes after ``max(1, round(fraction * max_epochs))`` epochs.
     gamma : float, default=0.1
+    milestone : int or None, default=None
+        When set, the cut comes after exactly this many epochs (``fraction`` is then
+        ignored). The reference code (``evaluate_synset`` of DC/DSA/DM) trains
+        ``E + 1`` epochs and cuts after ``E // 2 + 2`` of them.
+    reset_momentum : bool, default=False
+        Clear the optimiser's state (SGD's momentum buffers) at the cut, as the
+        reference code does by building a new optimiser there.
 
     Examples
     --------
     >>> from ddcal_sklearn import ConvNetClassifier
     >>> from ddcal_sklearn.nn import LRStepAtFraction
     >>> net = ConvNetClassifier(callbacks__lr_scheduler__fraction=0.8)
+    >>> LRStepAtFraction(milestone=502, reset_momentum=True).milestone_for(1001)
+    502
     """
 
-    def __init__(self, fraction=0.5, gamma=0.1, event_name="event_lr"):
+    def __init__(self, fraction=0.5, gamma=0.1, event_name="event_lr", milestone=None, reset_momentum=False):
         super().__init__(policy=torch.optim.lr_scheduler.MultiStepLR, event_name=event_name)
         self.fraction = fraction
         self.gamma = gamma
+        self.milestone = milestone
+        self.reset_momentum = reset_momentum
+
+    def milestone_for(self, max_epochs):
+        """The number of epochs trained before the cut, for a fit of ``max_epochs`` epochs."""
+        if self.milestone is not None:
+            if int(self.milestone) < 1:
+                raise ValueError(f"LRStepAtFraction(milestone={self.milestone!r}) must be a positive "
+                                 "number of epochs, or None to use fraction.")
+            return int(self.milestone)
+        return max(1, int(round(self.fraction * max_epochs)))
 
     def _get_scheduler(self, net, policy, **scheduler_kwargs):
-        milestone = max(1, int(round(self.fraction * net.max_epochs)))
-        return policy(net.optimizer_, milestones=[milestone], gamma=self.gamma)
+        return policy(net.optimizer_, milestones=[self.milestone_for(net.max_epochs)], gamma=self.gamma)
+
+    def on_epoch_end(self, net, **kwargs):
+        super().on_epoch_end(net, **kwargs)
+        if self.reset_momentum and self.lr_scheduler_.last_epoch == self.milestone_for(net.max_epochs):
+            net.optimizer_.state.clear()  # a fresh optimiser at the cut, as the reference builds one
 
     @property
     def kwargs(self):
