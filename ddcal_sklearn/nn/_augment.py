@@ -347,6 +347,36 @@ class SiameseAugment:
             ops = self.ops
         return self._params(u[1:].reshape(rows, _N_COLS), ops, device)
 
+    def concat_draws(self, draws: Sequence[DSAParams]) -> DSAParams:
+        """Per-sample draws of several calls as the draw of one call on their concatenated batches.
+
+        Draw ``j`` (from :meth:`sample` with ``per_sample=True``) augments batch ``j``;
+        the result augments ``torch.cat(batches)`` exactly as the separate calls would
+        (every transformation of a per-sample draw treats each image on its own), with
+        one batched pass per transformation group instead of one call per batch. Used to
+        augment the batches of many networks trained at once.
+
+        Examples
+        --------
+        >>> import torch
+        >>> aug = SiameseAugment(per_sample=True)
+        >>> x = torch.randn(2, 3, 1, 8, 8)
+        >>> draws = [aug.sample(3, torch.Generator().manual_seed(s)) for s in (0, 1)]
+        >>> both = aug.apply(x.flatten(0, 1), aug.concat_draws(draws)).view_as(x)
+        >>> all(torch.allclose(both[j], aug.apply(x[j], draws[j])) for j in (0, 1))
+        True
+        """
+        if not self.per_sample:
+            raise ValueError("concat_draws joins per-sample draws; this augmentation shares one draw per call "
+                             "(per_sample=False).")
+        draws = list(draws)
+        tensors = {name: torch.cat([getattr(d, name) for d in draws]) for name in DSAParams._fields[1:-1]}
+        if self.mode == "all" or not self.ops:
+            return DSAParams(ops=draws[0].ops, **tensors)
+        choice = torch.cat([torch.full((d.flip.shape[0],), self.ops.index(d.ops[0]), dtype=torch.long)
+                            for d in draws])
+        return DSAParams(ops=self.ops, choice=choice, **tensors)
+
     def sample_groups(
         self,
         n_groups: int,

@@ -14,6 +14,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from ._augment import SiameseAugment
+
 
 def module_buffers(module):
     """Names of the buffers of ``module`` (running statistics of batch norm, for example).
@@ -29,6 +31,15 @@ def module_buffers(module):
     ['running_mean', 'running_var', 'num_batches_tracked']
     """
     return [name for name, _ in module.named_buffers()]
+
+
+def _augment_batches(augment, xb, generators):
+    """Each network's batch ``xb[i]`` with its own draw from ``generators[i]``, in one pass where possible."""
+    draws = [augment.sample(xb.shape[1], g, device=xb.device) for g in generators]
+    if isinstance(augment, SiameseAugment) and augment.per_sample:
+        return augment.apply(xb.flatten(0, 1), augment.concat_draws(draws)).view_as(xb)
+    # other augmentations may look at the whole batch (DCAugment fills with the batch mean)
+    return torch.stack([augment.apply(xb[i], draw) for i, draw in enumerate(draws)])
 
 
 def train_stacked(modules, X, y, *, epochs, batch_size, lr, momentum=0.0, weight_decay=0.0, dampening=0.0,
@@ -109,8 +120,7 @@ def train_stacked(modules, X, y, *, epochs, batch_size, lr, momentum=0.0, weight
             xb, yb = X_epoch[:, start:start + batch_size], y_epoch[:, start:start + batch_size]
             size = xb.shape[1]
             if augment is not None:
-                xb = torch.stack([augment.apply(xb[i], augment.sample(size, augment_generators[i], device=xb.device))
-                                  for i in range(k)])
+                xb = _augment_batches(augment, xb, augment_generators)
             logits = batched_forward(params, xb)
             per_sample = F.cross_entropy(logits.flatten(0, 1), yb.flatten(0, 1), reduction="none",
                                          label_smoothing=label_smoothing)
