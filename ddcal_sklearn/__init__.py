@@ -42,12 +42,29 @@ from .metrics import (
     overconfidence_error,
     underconfidence_error,
 )
-from .nn import MLP, ConvNet, DCAugment, DeviceBatchIterator, FocalLoss, SiameseAugment
+from .nn import (
+    MLP,
+    NETWORKS,
+    VGG11,
+    AlexNet,
+    ConvNet,
+    DCAugment,
+    DeviceBatchIterator,
+    FocalLoss,
+    LeNet,
+    ResNet18,
+    SiameseAugment,
+    get_network,
+    resolve_network,
+)
 from .plotting import MaskRatioCurveDisplay, MaxLogitDisplay, ReliabilityDisplay
 from .preprocessing import ZCAWhitening
 from .utils import __version__  # noqa: F401 (the package version)
 
 __all__ = [
+    "NETWORKS",
+    "VGG11",
+    "AlexNet",
     "ConvNet",
     "ConvNetClassifier",
     "DCAugment",
@@ -59,11 +76,13 @@ __all__ = [
     "ExpertTrajectories",
     "FocalLoss",
     "GradientMatching",
+    "LeNet",
     "MLP",
     "MaskRatioCurveDisplay",
     "MaskedTemperatureCalibrator",
     "MaxLogitDisplay",
     "ReliabilityDisplay",
+    "ResNet18",
     "SiameseAugment",
     "TrajectoryMatching",
     "ZCAWhitening",
@@ -76,6 +95,7 @@ __all__ = [
     "ece_scorer",
     "expected_calibration_error",
     "fit_temperature",
+    "get_network",
     "images_from_dataset",
     "load_calibration",
     "load_cifar10",
@@ -90,6 +110,7 @@ __all__ = [
     "maximum_calibration_error",
     "mce_scorer",
     "overconfidence_error",
+    "resolve_network",
     "save_synthetic_set",
     "summarize_max_logits",
     "underconfidence_error",

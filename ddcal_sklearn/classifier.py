@@ -32,6 +32,7 @@ from .nn import (
     module_buffers,
     network_kwargs,
     resolve_augment,
+    resolve_network,
     train_stacked,
 )
 
@@ -229,8 +230,11 @@ class ConvNetClassifier(NeuralNetClassifier):
 
     Parameters
     ----------
-    module : torch.nn.Module class or instance, default=ConvNet
-        Must map a batch of inputs to logits. Use :class:`~ddcal_sklearn.MLP` for flat
+    module : str, torch.nn.Module class or instance, default=ConvNet
+        Must map a batch of inputs to logits. A name of :data:`~ddcal_sklearn.nn.NETWORKS`
+        (``"convnet"``, ``"convnet_bn"``, ``"lenet"``, ``"alexnet"``, ``"vgg11"``,
+        ``"resnet18"``, ...) is that class with the literature's presets (``module__*``
+        parameters override them). Use :class:`~ddcal_sklearn.MLP` for flat
         2-D features.
     criterion : torch criterion class, default=torch.nn.CrossEntropyLoss
     optimizer : torch optimizer class, default=torch.optim.SGD
@@ -566,10 +570,15 @@ class ConvNetClassifier(NeuralNetClassifier):
                 "(for 8x8 digits: X.reshape(-1, 1, 8, 8)) or use module=MLP for flat features."
             )
 
+    def _module_class(self):
+        """``module`` as a class (a name resolved through ``nn.NETWORKS``), or the instance as given."""
+        return resolve_network(self.module, param="module")[0]
+
     def _module_init_args(self):
-        if not inspect.isclass(self.module):
+        module = self._module_class()
+        if not inspect.isclass(module):
             return set()
-        return set(inspect.signature(self.module).parameters)
+        return set(inspect.signature(getattr(module, "func", module)).parameters)
 
     def _encode_targets(self, y):
         with naming_the_input(None, y, culprit="y"):
@@ -599,11 +608,12 @@ class ConvNetClassifier(NeuralNetClassifier):
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
         if prefix == "module":
+            params = resolve_network(self.module, params, param="module")[1]  # a name's presets
             encoder = self.__dict__.get("_label_encoder")
             n_classes = None if encoder is None else len(encoder.classes_)
             shape = self.__dict__.get("input_shape_")
             if shape is not None and n_classes is not None:
-                params = network_kwargs(self.module, shape, n_classes, params)
+                params = network_kwargs(self._module_class(), shape, n_classes, params)
             elif n_classes is not None and "n_classes" in self._module_init_args():
                 params.setdefault("n_classes", n_classes)
         return params
@@ -696,7 +706,10 @@ class ConvNetClassifier(NeuralNetClassifier):
         # Initialise weights from random_state inside a forked RNG: torch's global stream is untouched.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(draw_seed(self._rng))
-            return super().initialize_module()
+            if not isinstance(self.module, str):
+                return super().initialize_module()
+            self.module_ = self.initialized_instance(self._module_class(), self.get_params_for("module"))
+            return self
 
     def get_dataset(self, X, y=None):
         if is_dataset(X):
@@ -906,7 +919,7 @@ class ConvNetClassifier(NeuralNetClassifier):
             accepted = self._module_init_args()
             for size in ("width", "hidden_sizes"):
                 if size in accepted:
-                    default = inspect.signature(self.module).parameters[size].default
+                    default = inspect.signature(self._module_class()).parameters[size].default
                     knobs.append(f"module__{size} (now {self.__dict__.get('module__' + size, default)!r})")
                     break
             raise _OutOfMemoryAdvice(

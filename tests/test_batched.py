@@ -126,3 +126,48 @@ def test_the_reference_schedule_equals_a_plain_loop_that_rebuilds_its_optimiser(
             optimizer = torch.optim.SGD(module.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     for p, q in zip(net.module_.parameters(), module.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+# --- architectures by name -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fashion_small(data_root):
+    from ddcal_sklearn import load_fashion_mnist
+
+    X, y = load_fashion_mnist(data_root, subset="test", return_X_y=True)
+    index = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(10)])
+    return X[index], y[index]
+
+
+@pytest.mark.parametrize("name, params", [
+    # (ResNet-18 at width 4 without augmentation: the cut-out zeros of a DSA draw leave channels of
+    # near-zero variance whose instance norm amplifies float rounding beyond any fixed tolerance)
+    ("convnet_d1", {"module__width": 8}), ("lenet", {}), ("resnet18", {"module__width": 4, "augment": None}),
+    ("alexnet", {}), ("vgg11", {}),
+])
+def test_architectures_by_name_train_batched_on_28x28(fashion_small, name, params):
+    X, y = fashion_small
+    template = ConvNetClassifier(module=name, max_epochs=1, batch_size=32, device="cpu", **{"augment": "dsa", **params})
+    batched = fit_networks(template, X, y, random_states=[0, 1], batched=True)
+    separate = [clone(template).set_params(random_state=s).fit(X, y) for s in (0, 1)]
+    _assert_same_networks(batched, separate, atol=1e-4)
+    assert batched[0].predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_unknown_architecture_names_the_parameter(digits_split):
+    X_tr, y_tr, *_ = digits_split
+    with pytest.raises(ValueError, match="module='resnet99' is not a known network"):
+        ConvNetClassifier(module="resnet99", max_epochs=1, device="cpu").fit(X_tr[:50], y_tr[:50])
+
+
+def test_the_distiller_takes_network_names(digits_split):
+    from ddcal_sklearn import DatasetDistiller
+
+    X_tr, y_tr, *_ = digits_split
+    named = DatasetDistiller(net="convnet_d1", net_params={"width": 8}, ipc=1, n_iterations=2, device="cpu",
+                             random_state=0).fit(X_tr, y_tr)
+    from ddcal_sklearn import ConvNet
+
+    classed = DatasetDistiller(net=ConvNet, net_params={"width": 8, "depth": 1}, ipc=1, n_iterations=2,
+                               device="cpu", random_state=0).fit(X_tr, y_tr)
+    np.testing.assert_array_equal(named.X_synthetic_, classed.X_synthetic_)

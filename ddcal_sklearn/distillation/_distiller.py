@@ -135,8 +135,9 @@ class DatasetDistiller(BaseEstimator):
         makes one draw for all classes (this package's earlier behaviour, kept to
         reproduce sets made with it). Ignored without augmentation, by ``"dc"``, and by ``"mtt"``
         (whose training steps draw per image).
-    net : torch.nn.Module class or None, default=None
-        Embedding network class, instantiated with ``in_channels``/``image_size``/
+    net : str, torch.nn.Module class or None, default=None
+        Embedding network: a name of :data:`~ddcal_sklearn.nn.NETWORKS` (``"convnet"``,
+        ``"convnet_d4"``, ``"resnet18"``, ...: the class with the literature's presets) or a class, instantiated with ``in_channels``/``image_size``/
         ``n_features`` and ``n_classes`` where it takes them, plus ``net_params``.
         None means :class:`~ddcal_sklearn.ConvNet` for images, :class:`~ddcal_sklearn.MLP`
         for flat features. It must have an ``embed`` method.
@@ -251,7 +252,7 @@ class DatasetDistiller(BaseEstimator):
         "init": [StrOptions({"real", "noise"})],
         "augment": [StrOptions({"dsa"}), None],
         "siamese_draws": [StrOptions({"per_class", "shared"})],
-        "net": [type, None],
+        "net": [type, str, None],
         "net_params": [dict, None],
         "method_params": [dict, None],
         "device": [str, torch.device, None],
@@ -515,7 +516,7 @@ class DatasetDistiller(BaseEstimator):
         # every JSON-able parameter (the method's too), so the file says how it was made
         params = {key: value for key, value in self.get_params().items() if is_jsonable(value)}
         params["method"] = self.method if isinstance(self.method, str) else type(self.method).__name__
-        params["net"] = getattr(self.net, "__name__", None)
+        params["net"] = self.net if isinstance(self.net, str) else getattr(self.net, "__name__", None)
         # the step size the set was made for (MTT), read back as load_synthetic_set(path).learned_lr
         if "syn_lr" not in metadata:
             metadata.setdefault("learned_lr", getattr(self, "syn_lr_", None))

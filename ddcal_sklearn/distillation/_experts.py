@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ..nn import (
+    NETWORKS,
     MLP,
     ConvNet,
     SiameseAugment,
@@ -30,6 +31,7 @@ from ..nn import (
     flatten_parameters,
     network_kwargs,
     reinitialize_,
+    resolve_network,
     unflatten_parameters,
 )
 from ..utils import (
@@ -153,7 +155,7 @@ class ExpertTrajectories(BaseEstimator):
     augment : {"dsa"} or None, default="dsa"
         Differentiable Siamese augmentation of every real batch, with independent
         parameters per image (as MTT's experts); None for flat features.
-    net : torch.nn.Module class or None, default=None
+    net : str, torch.nn.Module class or None, default=None
         As in :class:`~ddcal_sklearn.DatasetDistiller`.
     net_params : dict or None, default=None
         As in :class:`~ddcal_sklearn.DatasetDistiller` (e.g. ``{"width": 128, "depth": 3}``).
@@ -232,7 +234,7 @@ class ExpertTrajectories(BaseEstimator):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "augment": [StrOptions({"dsa"}), None],
-        "net": [type, None],
+        "net": [type, str, None],
         "net_params": [dict, None],
         "checkpoint_dir": [str, os.PathLike, None],
         "device": [str, torch.device, None],
@@ -340,8 +342,8 @@ class ExpertTrajectories(BaseEstimator):
         n_classes = len(self.classes_)
         y_index = encoder.transform(y)
         net = build_network(self.net, self.net_params, X, n_classes, device)
-        net_class = type(net)
-        self.net_spec_ = _net_spec(net_class, self.net_params, X, n_classes)
+        net_class, net_params = resolve_network(self.net, self.net_params)
+        self.net_spec_ = _net_spec(type(net), net_params, X, n_classes)
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])
         named = list(net.named_parameters())
         self.param_names_ = [name for name, _ in named]
@@ -430,7 +432,7 @@ class ExpertTrajectories(BaseEstimator):
         if classes.dtype == object:
             raise TypeError("classes_ must hold numbers or strings to be saved without pickle.")
         params = self.get_params(deep=False)
-        params["net"] = None if self.net is None else _class_path(self.net)
+        params["net"] = None if self.net is None else self.net if isinstance(self.net, str) else _class_path(self.net)
         params["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
         if not isinstance(self.random_state, (numbers.Integral, type(None))):
             params["random_state"] = None  # a generator object has no faithful JSON form
@@ -482,7 +484,9 @@ class ExpertTrajectories(BaseEstimator):
                 raise ValueError(f"its metadata kind is {meta.get('kind')!r}")
             params = dict(meta["params"])
             net_path = params.pop("net")
-            params["net"] = net if net is not None else _KNOWN_NETS.get(net_path)
+            params["net"] = net if net is not None else (
+                net_path.lower() if isinstance(net_path, str) and net_path.lower() in NETWORKS
+                else _KNOWN_NETS.get(net_path))
             params["checkpoint_dir"] = None  # never a path from a file
             experts = cls(**params)
             experts._validate_params()

@@ -10,10 +10,17 @@ from ._build import build_network, flatten_parameters, reinitialize_, unflatten_
 from ._data import DeviceBatchIterator, DeviceTensorDataset, LRStepAtFraction, dataset_tensors
 from ._losses import FocalLoss
 from ._nets import MLP, ConvNet, network_kwargs
+from ._registry import NETWORKS, get_network, resolve_network
+from ._zoo import VGG11, AlexNet, LeNet, ResNet18
 
 __all__ = [
     "MLP",
+    "NETWORKS",
+    "VGG11",
+    "AlexNet",
     "ConvNet",
+    "LeNet",
+    "ResNet18",
     "DCAugment",
     "DCParams",
     "DSAParams",
@@ -25,9 +32,11 @@ __all__ = [
     "build_network",
     "dataset_tensors",
     "flatten_parameters",
+    "get_network",
     "network_kwargs",
     "reinitialize_",
     "resolve_augment",
+    "resolve_network",
     "module_buffers",
     "train_stacked",
     "unflatten_parameters",

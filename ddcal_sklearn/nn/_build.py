@@ -6,10 +6,14 @@ import numpy as np
 import torch
 
 from ._nets import MLP, ConvNet, network_kwargs
+from ._registry import resolve_network
 
 
 def build_network(net, net_params, X, n_classes, device):
     """The network for ``X``: ``net`` or, when None, ConvNet for images and MLP for flat features.
+
+    ``net`` is a class or a name of :data:`NETWORKS` (:func:`resolve_network`), whose
+    preset arguments ``net_params`` update.
 
     The constructor gets ``net_params`` plus the sizes the data determines
     (:func:`network_kwargs`); weights come from a forked RNG, since every user
@@ -19,7 +23,7 @@ def build_network(net, net_params, X, n_classes, device):
     Raises
     ------
     ValueError
-        If the class cannot be built with these arguments.
+        If ``net`` is an unknown name, or the class cannot be built with these arguments.
     TypeError
         If the network has no ``embed(x)`` method.
 
@@ -30,8 +34,11 @@ def build_network(net, net_params, X, n_classes, device):
     >>> net = build_network(None, {"width": 8, "depth": 1}, np.zeros((2, 1, 8, 8)), 10, "cpu")
     >>> type(net).__name__, net(torch.zeros(2, 1, 8, 8)).shape
     ('ConvNet', torch.Size([2, 10]))
+    >>> build_network("convnet_d2", {"width": 8}, np.zeros((2, 1, 8, 8)), 10, "cpu").n_features
+    32
     """
-    net_class = net or (ConvNet if X.ndim == 4 else MLP)
+    net_class, net_params = resolve_network(net, net_params)
+    net_class = net_class or (ConvNet if X.ndim == 4 else MLP)
     params = network_kwargs(net_class, X.shape[1:], n_classes, net_params)
     try:
         with torch.random.fork_rng(devices=[]):

@@ -1,8 +1,10 @@
 """PyTorch networks of the dataset-distillation literature: ``ConvNet`` and ``MLP``.
 
-Both are plain :class:`torch.nn.Module` objects with no in-place operations and no
-batch statistics by default, so they work with :func:`torch.func.functional_call`
-(used by trajectory matching) and give per-sample outputs independent of the batch.
+The other architectures of that literature live in ``_zoo.py``, their names in
+``_registry.py``. All are plain :class:`torch.nn.Module` objects with no in-place
+operations and no batch statistics by default, so they work with
+:func:`torch.func.functional_call` (used by trajectory matching) and give per-sample
+outputs independent of the batch.
 """
 
 import inspect
@@ -13,7 +15,9 @@ from torch import nn
 
 _NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
 _POOLINGS = ("avgpool", "maxpool", "none")
-_ACTIVATIONS = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+# "swish" is x * sigmoid(x), the reference code's Swish (nn.SiLU computes the same)
+_ACTIVATIONS = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid,
+                "swish": nn.SiLU}
 
 
 def _pair(size, param):
@@ -23,6 +27,28 @@ def _pair(size, param):
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"{param} must be an int or (height, width) of positive ints, got {size!r}.")
     return size
+
+
+def _first_padding(first_padding, in_channels, image_size, literature, standard):
+    """Padding of a network's first layer: ``literature`` for one-channel 28x28 input when "auto".
+
+    The reference code pads the first layer of MNIST-like input (1x28x28) so that its
+    feature maps are those of a 32x32 input; every other input keeps ``standard``.
+    """
+    if isinstance(first_padding, str) and first_padding == "auto":
+        return literature if in_channels == 1 and tuple(image_size) == (28, 28) else standard
+    if isinstance(first_padding, (int, np.integer)) and not isinstance(first_padding, bool) and first_padding >= 0:
+        return int(first_padding)
+    raise ValueError(f'first_padding must be "auto" or a non-negative int, got {first_padding!r}.')
+
+
+def _conv_size(size, kernel, padding=0, stride=1, *, image_size):
+    """Output side of a convolution or pooling; a ValueError naming ``image_size`` when nothing is left."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise ValueError(f"image_size={image_size!r} is too small for this network "
+                         f"(a side of {size} reaches a {kernel}x{kernel} layer with padding {padding}).")
+    return out
 
 
 def _norm_layer(norm, channels, spatial):
@@ -43,7 +69,10 @@ class ConvNet(nn.Module):
     ``depth`` blocks of 3x3 convolution (``width`` channels, padding 1),
     normalisation, activation and 2x2 pooling, then a linear head. The default
     ConvNet-3 (width 128, instance normalisation, ReLU, average pooling) is the
-    standard evaluation and distillation network.
+    standard evaluation and distillation network. As in the reference code
+    (Zhao et al.), one-channel 28x28 input (MNIST, Fashion-MNIST) gets padding 3 in
+    the first convolution, so its feature maps are those of a 32x32 input
+    (32/16/8/4, a 2048-dimensional embedding at width 128).
 
     Parameters
     ----------
@@ -61,8 +90,18 @@ class ConvNet(nn.Module):
     norm : {"instancenorm", "batchnorm", "layernorm", "groupnorm", "none"}, default="instancenorm"
         Normalisation after each convolution. Instance normalisation is per sample,
         so a sample's output never depends on the rest of its batch.
-    activation : {"relu", "leakyrelu", "gelu", "sigmoid"}, default="relu"
+    activation : {"relu", "leakyrelu", "gelu", "sigmoid", "swish"}, default="relu"
+        ``"swish"`` is ``x * sigmoid(x)``.
     pooling : {"avgpool", "maxpool", "none"}, default="avgpool"
+    first_padding : "auto" or int, default="auto"
+        Padding of the first convolution. "auto" is 3 for one-channel 28x28 input
+        (the literature's network) and 1 otherwise; ``first_padding=1`` gives the
+        28x28 network of earlier versions (feature maps 28/14/7/3).
+
+    Attributes
+    ----------
+    n_features : int
+        Size of the embedding (:meth:`embed`), the input of ``classifier``.
 
     Examples
     --------
@@ -73,10 +112,12 @@ class ConvNet(nn.Module):
     torch.Size([4, 10])
     >>> net.embed(torch.zeros(4, 1, 8, 8)).shape  # features before the head
     torch.Size([4, 16])
+    >>> ConvNet(in_channels=1, image_size=28).n_features  # 128 channels x 4 x 4, as the literature
+    2048
     """
 
     def __init__(self, in_channels=3, n_classes=10, image_size=32, width=128, depth=3,
-                 norm="instancenorm", activation="relu", pooling="avgpool"):
+                 norm="instancenorm", activation="relu", pooling="avgpool", first_padding="auto"):
         super().__init__()
         height, width_px = _pair(image_size, "image_size")
         if norm not in _NORMS:
@@ -89,11 +130,17 @@ class ConvNet(nn.Module):
                             ("width", width), ("depth", depth)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        first = _first_padding(first_padding, in_channels, (height, width_px), literature=3, standard=1)
 
+        # The layers are created in the same order for every padding, so a given torch
+        # seed draws the same weights as before this option existed.
         layers = []
         channels = in_channels
-        for _ in range(depth):
-            layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=1))
+        for block in range(depth):
+            padding = first if block == 0 else 1
+            height = _conv_size(height, 3, padding, image_size=image_size)
+            width_px = _conv_size(width_px, 3, padding, image_size=image_size)
+            layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=padding))
             layers.append(_norm_layer(norm, width, (height, width_px)))
             layers.append(_ACTIVATIONS[activation]())
             channels = width
@@ -127,8 +174,9 @@ class MLP(nn.Module):
         Input size (for images, channels * height * width).
     n_classes : int, default=10
     hidden_sizes : tuple of int, default=(128,)
-        Width of each hidden layer.
-    activation : {"relu", "leakyrelu", "gelu", "sigmoid"}, default="relu"
+        Width of each hidden layer (the reference code's MLP is ``(128, 128)``,
+        the registry's ``"mlp"``).
+    activation : {"relu", "leakyrelu", "gelu", "sigmoid", "swish"}, default="relu"
 
     Examples
     --------
