@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
-# The GPU figures of the project in one script: distillation benchmark, evaluation-training
-# benchmark, then the CIFAR-10 calibration study for the time left. Each step has its own time
-# limit and writes as it goes, so a step cut short still leaves its output.
+# The GPU figures of the evaluation protocol (issue 11) in one script: k networks batched against one
+# after another, then DM on CIFAR-10 at the literature's budget evaluated by the evaluator. Each step
+# has its own time limit and writes as it goes, so a step cut short still leaves its output.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_checks.sh                      # on a CUDA machine
-#   OUT=/tmp/gpu DEVICE=cpu QUICK=1 bash benchmarks/gpu_checks.sh   # smoke test of the script itself
+#   OUT=/tmp/gpu DDCAL_DATA=.devdata bash benchmarks/gpu_checks.sh                  # on a CUDA machine
+#   OUT=/tmp/gpu DEVICE=cpu QUICK=1 bash benchmarks/gpu_checks.sh                   # smoke test of the script
 #
-# Needs DDCAL_DATA (folder with cifar10-jpg.tar.gz). On a machine without skorch /
-# imbalanced-learn, put their wheels in .whl/ and they are installed into /tmp/site first.
+# Needs DDCAL_DATA (folder with cifar10-jpg.tar.gz). On a machine without skorch / imbalanced-learn,
+# put their wheels in .whl/ and they are installed into /tmp/site first. A set from an earlier run
+# (SET=path.npz) skips the distillation.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:?set OUT to a folder for the results}
 DEVICE=${DEVICE:-cuda}
-STUDY_SECONDS=${STUDY_SECONDS:-380}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 if [ -d .whl ] && ! $PY -c "import skorch, imblearn" 2>/dev/null; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .whl/skorch-*.whl .whl/imbalanced_learn-*.whl || exit 1
-    # scikit-learn only where the installed one is older than the 1.7 the project needs
     $PY -c "import sklearn, sys; sys.exit(tuple(map(int, sklearn.__version__.split('.')[:2])) < (1, 7))" ||
         $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
             .whl/scikit_learn-*.whl || exit 1
@@ -32,27 +31,30 @@ $PY -c "import torch, sklearn, skorch; print('torch', torch.__version__, 'sklear
     | tee -a "$OUT/hardware.txt"
 
 if [ "${QUICK:-0}" = 1 ]; then
-    BENCH=(--dataset digits --iterations 2 --steps 2 4 --ipc-large 0)
-    CLS=(--dataset digits --epochs 20)
-    STUDY=(--dataset cifar10 --methods dm mtt --seeds 0 --quick --threads 1)
+    NETS=(--dataset digits --epochs 5 --n-networks 3)
+    DM=(--dataset digits --iterations 20)
+    EVAL=(--dataset digits --epochs 10 --n-networks 2 --architectures convnet_d2)
+    XARCH=(--dataset digits --epochs 5 --n-networks 2 --architectures convnet_d1 --no-random-real)
 else
-    BENCH=(--dataset cifar10 --iterations 10)
-    CLS=(--dataset cifar10 --epochs 1000)
-    STUDY=(--dataset cifar10 --methods dm mtt --seeds 0 1 2)
+    NETS=(--dataset cifar10 --epochs 300 --n-networks 10)
+    DM=(--dataset cifar10 --iterations ${DM_ITERATIONS:-20000})
+    EVAL=(--dataset cifar10 --epochs 1000 --n-networks 5 --protocol reference)
+    XARCH=(--dataset cifar10 --epochs 300 --n-networks 3 --architectures alexnet vgg11 resnet18 --no-random-real)
 fi
 SECONDS=0
-timeout 150 $PY benchmarks/bench_distill.py --device "$DEVICE" "${BENCH[@]}" 2>&1 | tee "$OUT/bench_distill.md"
-echo "bench_distill: ${SECONDS} s"
-timeout 60 $PY benchmarks/bench_classifier.py --device "$DEVICE" "${CLS[@]}" 2>&1 | tee "$OUT/bench_classifier.md"
-echo "bench_classifier done at ${SECONDS} s"
-timeout "$STUDY_SECONDS" $PY -m ddcal_sklearn.apps.study --device "$DEVICE" --output-dir outputs/study-cifar10 \
-    "${STUDY[@]}" > "$OUT/study_results.md" 2> "$OUT/study.log"
-echo "study exit $? at ${SECONDS} s"
-# a study stopped by its limit has written no report yet: write it from the cache (seconds)
-timeout 60 $PY -m ddcal_sklearn.apps.study --device "$DEVICE" --output-dir outputs/study-cifar10 "${STUDY[@]}" \
-    --report-only > "$OUT/study_results.md" 2>> "$OUT/study.log"
-tail -n 5 "$OUT/study.log"
-# what comes back from a device is limited (16 MB a file): the report, figures and the per-network
-# JSON; the experts' trajectories and the synthetic sets stay behind (rerun to rebuild them)
-(cd outputs/study-cifar10 && tar czf "$OUT/study.tar.gz" --exclude='cache/experts' --exclude='cache/*.npz' .)
+timeout 150 $PY benchmarks/bench_networks.py --device "$DEVICE" "${NETS[@]}" 2>&1 | tee "$OUT/bench_networks.md"
+echo "bench_networks done at ${SECONDS} s"
+SET=${SET:-$OUT/dm_set.npz}
+if [ ! -f "$SET" ]; then
+    timeout ${DM_SECONDS:-420} $PY benchmarks/literature_dm.py --device "$DEVICE" "${DM[@]}" --out "$SET" \
+        2> "$OUT/dm.log" | tee "$OUT/dm.txt"
+    echo "distillation exit $? at ${SECONDS} s"
+fi
+timeout ${EVAL_SECONDS:-200} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${EVAL[@]}" \
+    --out "$OUT/evaluation.md" --json "$OUT/evaluation.json" 2> "$OUT/evaluate.log"
+echo "evaluation exit $? at ${SECONDS} s"
+timeout ${XARCH_SECONDS:-120} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${XARCH[@]}" \
+    --out "$OUT/evaluation_architectures.md" 2> "$OUT/evaluate_architectures.log"
+echo "cross-architecture exit $? at ${SECONDS} s"
+tail -n 3 "$OUT"/*.log
 ls -la "$OUT"

@@ -26,6 +26,7 @@ from .distillation import (
     save_synthetic_set,
 )
 from .distilled_classifier import DistilledClassifier
+from .evaluation import SyntheticSetReport, evaluate_synthetic_set
 from .masking import mask_elements
 from .metrics import (
     adaptive_calibration_error,
@@ -116,4 +117,6 @@ __all__ = [
     "underconfidence_error",
     "unnormalize",
     "fit_networks",
+    "SyntheticSetReport",
+    "evaluate_synthetic_set",
 ]

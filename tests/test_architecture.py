@@ -25,8 +25,10 @@ ALLOWED = {
     "classifier": {"utils", "nn"},
     "distilled_classifier": {"utils", "classifier", "distillation", "calibration"},
     "plotting": {"utils", "masking", "metrics", "calibration"},
+    "evaluation": {"utils", "masking", "metrics", "nn", "datasets", "distillation", "calibration", "classifier",
+                   "plotting"},
     "__init__": {"utils", "masking", "metrics", "nn", "datasets", "preprocessing", "distillation", "calibration",
-                 "classifier", "distilled_classifier", "plotting"},
+                 "classifier", "distilled_classifier", "plotting", "evaluation"},
     "apps": None,  # applications: anything public (rule below), never imported by the library
 }
 #: files of distillation/ that implement methods: they see a DistillationContext, never the estimator
