@@ -42,18 +42,19 @@ else
     XARCH=(--dataset cifar10 --epochs 300 --n-networks 3 --architectures alexnet vgg11 resnet18 --no-random-real)
 fi
 SECONDS=0
-timeout 150 $PY benchmarks/bench_networks.py --device "$DEVICE" "${NETS[@]}" 2>&1 | tee "$OUT/bench_networks.md"
-echo "bench_networks done at ${SECONDS} s"
 SET=${SET:-$OUT/dm_set.npz}
 if [ ! -f "$SET" ]; then
-    timeout ${DM_SECONDS:-420} $PY benchmarks/literature_dm.py --device "$DEVICE" "${DM[@]}" --out "$SET" \
-        2> "$OUT/dm.log" | tee "$OUT/dm.txt"
+    timeout ${DM_SECONDS:-380} $PY benchmarks/literature_dm.py --device "$DEVICE" "${DM[@]}" --out "$SET" \
+        --time-budget ${DM_BUDGET:-300} 2> "$OUT/dm.log" | tee "$OUT/dm.txt"
     echo "distillation exit $? at ${SECONDS} s"
 fi
-timeout ${EVAL_SECONDS:-200} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${EVAL[@]}" \
+timeout ${EVAL_SECONDS:-120} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${EVAL[@]}" \
     --out "$OUT/evaluation.md" --json "$OUT/evaluation.json" 2> "$OUT/evaluate.log"
 echo "evaluation exit $? at ${SECONDS} s"
-timeout ${XARCH_SECONDS:-120} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${XARCH[@]}" \
+timeout ${NETS_SECONDS:-60} $PY benchmarks/bench_networks.py --device "$DEVICE" "${NETS[@]}" 2>&1 \
+    | tee "$OUT/bench_networks.md"
+echo "bench_networks done at ${SECONDS} s"
+timeout ${XARCH_SECONDS:-90} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${XARCH[@]}" \
     --out "$OUT/evaluation_architectures.md" 2> "$OUT/evaluate_architectures.log"
 echo "cross-architecture exit $? at ${SECONDS} s"
 tail -n 3 "$OUT"/*.log

@@ -25,6 +25,8 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds: time 200 iterations first, and lower --iterations to fit the budget")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.dataset == "digits":
@@ -37,14 +39,24 @@ def main(argv=None):
     distiller = DatasetDistiller(method="dm", ipc=args.ipc, n_iterations=args.iterations, net_params=net_params,
                                  device=args.device, random_state=args.seed, checkpoint_dir=args.checkpoint_dir,
                                  checkpoint_every=1000, verbose=1)
+    if args.time_budget is not None:  # a throwaway run of 200 iterations sets the pace
+        probe = distiller.set_params(n_iterations=200, checkpoint_dir=None, verbose=0)
+        start = time.perf_counter()
+        probe.fit(X, y)
+        pace = (time.perf_counter() - start) / 200
+        affordable = int(args.time_budget / pace) // 100 * 100
+        print(f"probe: {1000 * pace:.1f} ms per iteration; the budget of {args.time_budget:.0f} s affords "
+              f"{affordable} iterations")
+        distiller.set_params(n_iterations=max(100, min(args.iterations, affordable)),
+                             checkpoint_dir=args.checkpoint_dir, verbose=1)
     start = time.perf_counter()
     distiller.fit(X, y)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     path = distiller.save(args.out)
-    print(f"DM {args.dataset} ipc {args.ipc}: {args.iterations} iterations in {seconds:.1f} s "
-          f"({1000 * seconds / args.iterations:.1f} ms per iteration), final loss {distiller.loss_curve_[-1]:.4g}; "
+    print(f"DM {args.dataset} ipc {args.ipc}: {distiller.n_iterations} iterations in {seconds:.1f} s "
+          f"({1000 * seconds / distiller.n_iterations:.1f} ms per iteration), final loss {distiller.loss_curve_[-1]:.4g}; "
           f"saved {path}")
 
 

@@ -36,8 +36,8 @@ def test_the_report_equals_the_metrics_of_the_same_network_computed_by_hand(tiny
     expected = {
         "none": 1.0,
         "ts_real": MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.0).fit(X_cal, y_cal),
-        "ts_synthetic": MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.0).fit(X_syn, y_syn),
-        "mts_synthetic": MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.3,
+        "ts_train": MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.0).fit(X_syn, y_syn),
+        "mts_train": MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.3,
                                                      random_state=seed).fit(X_syn, y_syn),
     }
     for calibration, calibrator in expected.items():
@@ -48,8 +48,8 @@ def test_the_report_equals_the_metrics_of_the_same_network_computed_by_hand(tiny
             assert row[f"{metric}_mean"] == pytest.approx(by_hand[metric], abs=2e-5), (calibration, metric)
         assert row["n_networks"] == 1 and row["accuracy_std"] == 0.0
     # the paper's failure case is visible: TS on the memorised synthetic set sharpens (T < 1 ...)
-    assert report.row(calibration="ts_synthetic")["temperature_mean"] < report.row(
-        calibration="mts_synthetic")["temperature_mean"]
+    assert report.row(calibration="ts_train")["temperature_mean"] < report.row(
+        calibration="mts_train")["temperature_mean"]
 
 
 def test_several_networks_and_the_random_real_baseline(tiny_set, digits_split):
@@ -58,7 +58,7 @@ def test_several_networks_and_the_random_real_baseline(tiny_set, digits_split):
     report = evaluate_synthetic_set((X_syn, y_syn), X_te, y_te, X_real=X_tr, y_real=y_tr, n_networks=3, epochs=4,
                                     estimator_params=TINY, verbose=0, device="cpu")
     assert {row["set"] for row in report.rows} == {"synthetic", "random_real"}
-    assert {row["calibration"] for row in report.rows} == {"none", "ts_synthetic", "mts_synthetic"}  # no X_val
+    assert {row["calibration"] for row in report.rows} == {"none", "ts_train", "mts_train"}  # no X_val
     row = report.row("synthetic")
     assert row["n_networks"] == 3 and row["accuracy_std"] > 0  # three different networks
     assert report.improvement() == pytest.approx(row["accuracy_mean"] - report.row("random_real")["accuracy_mean"])

@@ -36,7 +36,7 @@ from ._report import SyntheticSetReport
 #: ``evaluate_synset`` (E + 1 epochs, lr / 10 after E // 2 + 2 of them, with a fresh optimiser).
 PROTOCOLS = ("literature", "reference")
 #: Calibrations reported for every network.
-CALIBRATIONS = ("none", "ts_real", "ts_synthetic", "mts_synthetic")
+CALIBRATIONS = ("none", "ts_real", "ts_train", "mts_train")
 _FORMAT_VERSION = 1
 _METRICS = ("accuracy", "ece", "nll", "brier", "confidence_minus_accuracy")
 
@@ -174,9 +174,9 @@ def evaluate_synthetic_set(synthetic, X_test, y_test, *, X_val=None, y_val=None,
     on the synthetic set (in one batched pass on a GPU, :func:`~ddcal_sklearn.fit_networks`)
     and scored on the real test data, uncalibrated and calibrated three ways: temperature
     scaling on real validation data (``"ts_real"``, when ``X_val`` is given), temperature
-    scaling on the synthetic set itself (``"ts_synthetic"``: the failure case of Zhu et al.,
+    scaling on the synthetic set itself (``"ts_train"``: the failure case of Zhu et al.,
     ICCV 2023, as the network fits those images perfectly) and Masked Temperature Scaling at
-    ``mask_ratio`` on the synthetic set (``"mts_synthetic"``: the paper's remedy when only the
+    ``mask_ratio`` on the synthetic set (``"mts_train"``: the paper's remedy when only the
     distilled set is left). With ``X_real``, the same is done for a random real subset with
     the synthetic set's count of every class, the baseline a distillation method must beat.
 
@@ -205,7 +205,7 @@ def evaluate_synthetic_set(synthetic, X_test, y_test, *, X_val=None, y_val=None,
         Augmentation while training; ``"auto"`` matches the method as the reference does
         (:func:`matched_augment`; a set of unknown origin gets DSA).
     mask_ratio : float, default=0.5
-        The MTS mask ratio of ``"mts_synthetic"``.
+        The MTS mask ratio of ``"mts_train"``.
     estimator_params : dict or None, default=None
         Any other :class:`~ddcal_sklearn.ConvNetClassifier` parameters (they override the
         protocol's), e.g. ``{"module__width": 32}``.
@@ -236,7 +236,7 @@ def evaluate_synthetic_set(synthetic, X_test, y_test, *, X_val=None, y_val=None,
     ...                                 y_val=y[800:1000], n_networks=2, epochs=5, verbose=0,
     ...                                 estimator_params={"module__width": 8, "module__depth": 2})
     >>> sorted({row["calibration"] for row in report.rows})
-    ['mts_synthetic', 'none', 'ts_real', 'ts_synthetic']
+    ['mts_train', 'none', 'ts_real', 'ts_train']
     >>> report.rows[0]["n_networks"]
     2
     """
@@ -353,8 +353,8 @@ def _score_network(net, X_train, y_train, X_test, X_val, y_val, mask_ratio, seed
     if X_val is not None:
         temperatures["ts_real"] = float(MaskedTemperatureCalibrator(frozen, mask_ratio=0.0).fit(
             X_val, y_val).temperatures_[0])
-    temperatures["ts_synthetic"] = float(MaskedTemperatureCalibrator(frozen, mask_ratio=0.0).fit(
+    temperatures["ts_train"] = float(MaskedTemperatureCalibrator(frozen, mask_ratio=0.0).fit(
         X_train, y_train).temperatures_[0])
-    temperatures["mts_synthetic"] = float(MaskedTemperatureCalibrator(
+    temperatures["mts_train"] = float(MaskedTemperatureCalibrator(
         frozen, mask_ratio=mask_ratio, random_state=seed).fit(X_train, y_train).temperatures_[0])
     return z, temperatures

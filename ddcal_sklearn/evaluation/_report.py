@@ -7,8 +7,8 @@ import numpy as np
 from ..plotting import ReliabilityDisplay
 from ..utils import atomic_write, to_jsonable
 
-_LABELS = {"none": "none", "ts_real": "TS on real val.", "ts_synthetic": "TS on the synthetic set",
-           "mts_synthetic": "MTS on the synthetic set"}
+_LABELS = {"none": "none", "ts_real": "TS on real val.", "ts_train": "TS on its training set",
+           "mts_train": "MTS on its training set"}
 
 
 class SyntheticSetReport:
@@ -18,7 +18,7 @@ class SyntheticSetReport:
     ----------
     rows : list of dict
         Tidy rows: ``set`` ("synthetic" or "random_real"), ``architecture``, ``calibration``
-        ("none", "ts_real", "ts_synthetic", "mts_synthetic"), ``n_networks``, and for each
+        ("none", "ts_real", "ts_train", "mts_train"), ``n_networks``, and for each
         of ``accuracy``, ``ece``, ``nll``, ``brier``, ``confidence_minus_accuracy`` its
         ``_mean`` and ``_std`` over the networks (std with ``ddof=1``), and ``temperature_mean``.
     header : dict
@@ -132,8 +132,8 @@ class SyntheticSetReport:
         atomic_write(path, lambda file: file.write(text.encode()))
         return path
 
-    def plot_reliability(self, set="synthetic", architecture=None, calibrations=("none", "ts_synthetic",
-                                                                                   "mts_synthetic", "ts_real"),
+    def plot_reliability(self, set="synthetic", architecture=None, calibrations=("none", "ts_train",
+                                                                                   "mts_train", "ts_real"),
                          axes=None):
         """Reliability diagrams of the first network of ``set`` and ``architecture``, one per calibration.
 
