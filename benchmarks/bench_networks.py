@@ -41,7 +41,7 @@ def main(argv=None):
                       device)
     t_separate = timed(lambda: separate.extend(clone(template).set_params(random_state=s).fit(X, y) for s in seeds),
                        device)
-    gap = max(float((p - q).abs().max()) for a, b in zip(batched, separate)
+    gap = max(float((p - q).detach().abs().max()) for a, b in zip(batched, separate)
               for p, q in zip(a.module_.parameters(), b.module_.parameters()))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"| {args.n_networks} networks, {len(X)} images ({args.dataset}), {args.epochs} epochs, "
