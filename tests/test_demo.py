@@ -43,9 +43,10 @@ def test_numbers_are_finite_and_in_range(quick_run):
     by_calibration = {(r["training_set"], r["calibration"]): r for r in results["rows"]}
     for training_set in TRAINING_SETS:
         assert by_calibration[training_set, "ts_real"]["mask_ratio"] == 0.0
+        assert by_calibration[training_set, "ts_train"]["mask_ratio"] == 0.0
         assert by_calibration[training_set, "mts_train"]["mask_ratio"] == 0.5
-        chosen = by_calibration[training_set, "mts_real"]
-        assert chosen["mask_ratio"] in chosen["mask_ratio_selection"]["mask_ratios"]
+        assert by_calibration[training_set, "none"]["n_networks"] == 2  # the evaluator's networks (quick)
+    assert results["evaluation"]["dm"]["protocol"].startswith("literature protocol")
 
 
 def test_calibration_keeps_accuracy(quick_run):
