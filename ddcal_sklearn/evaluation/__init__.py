@@ -3,7 +3,13 @@
 Sits on top of the classifier, the distillers' set files, the calibrators and the metrics.
 """
 
-from ._evaluate import CALIBRATIONS, PROTOCOLS, describe_protocol, evaluate_synthetic_set, matched_augment
+from ._evaluate import (
+    CALIBRATIONS,
+    PROTOCOLS,
+    describe_protocol,
+    evaluate_synthetic_set,
+    matched_augment,
+)
 from ._report import SyntheticSetReport
 
 __all__ = [

@@ -1,11 +1,12 @@
 """``SyntheticSetReport``: the evaluator's tidy table, with Markdown, JSON and reliability diagrams."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
 from ..plotting import ReliabilityDisplay
-from ..utils import atomic_write, to_jsonable
+from ..utils import atomic_write, open_regular_file, parse_json, to_jsonable
 
 _LABELS = {"none": "none", "ts_real": "TS on real val.", "ts_train": "TS on its training set",
            "mts_train": "MTS on its training set"}
@@ -38,6 +39,8 @@ class SyntheticSetReport:
     >>> report = SyntheticSetReport([row], {"protocol": "literature protocol"})
     >>> report.rows[0]["accuracy_mean"]
     0.9
+    >>> SyntheticSetReport.from_json(report.to_json()).rows == report.rows
+    True
     """
 
     def __init__(self, rows, header, *, probabilities=None, y_test=None, labels=None):
@@ -83,13 +86,15 @@ class SyntheticSetReport:
         h = self.header
         lines = ["# Evaluation of a synthetic set", ""]
         if h:
-            lines += [f"- set: {h.get('source')} (method {h.get('method')}, {h.get('images')} images of shape "
-                      f"{h.get('image_shape')}{', soft labels' if h.get('soft_labels') else ''})",
+            dataset = f" of {h['dataset']}" if h.get("dataset") else ""
+            whitened = f", whitened with {h['zca']}" if h.get("zca") else ""
+            lines += [(f"- set: {h.get('source')} (method {h.get('method')}, {h.get('images')} images of shape "
+                       f"{h.get('image_shape')}{', soft labels' if h.get('soft_labels') else ''})"),
                       f"- {h.get('protocol')}",
-                      f"- {h.get('n_networks')} networks per architecture and set, seeds {h.get('seeds')} "
-                      f"(random_state={h.get('random_state')}); MTS mask ratio {h.get('mask_ratio')}",
-                      f"- test: {h.get('n_test')} real images; TS on real validation: "
-                      f"{h.get('n_val') or 'not given'}; ECE with {h.get('n_bins')} equal-width bins",
+                      (f"- {h.get('n_networks')} networks per architecture and set, seeds {h.get('seeds')} "
+                       f"(random_state={h.get('random_state')}); MTS mask ratio {h.get('mask_ratio')}"),
+                      (f"- test: {h.get('n_test')} real images{dataset}{whitened}; TS on real validation: "
+                       f"{h.get('n_val') or 'not given'}; ECE with {h.get('n_bins')} equal-width bins"),
                       f"- hardware: {h.get('hardware')}; {h.get('seconds')} s; ddcal-sklearn {h.get('version')}", ""]
         lines += ["| set | architecture | calibration | accuracy | ECE | NLL | Brier | conf. - acc. | T |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -114,27 +119,73 @@ class SyntheticSetReport:
         return "\n".join(lines) + "\n"
 
     def to_dict(self):
-        """``{"header": ..., "rows": ...}``, JSON-ready."""
-        return to_jsonable({"header": self.header, "rows": self.rows})
+        """``{"header": ..., "rows": ..., "improvement": ...}``, JSON-ready.
+
+        ``improvement`` (only with a random-real baseline) maps each architecture to
+        :meth:`improvement`.
+        """
+        out = {"header": self.header, "rows": self.rows}
+        if any(row["set"] == "random_real" for row in self.rows):
+            out["improvement"] = {architecture: self.improvement(architecture)
+                                  for architecture in dict.fromkeys(row["architecture"] for row in self.rows)}
+        return to_jsonable(out)
 
     def to_json(self):
         """The report as a JSON string."""
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
-    def save(self, path):
-        """Write the report to ``path``: Markdown for ``.md``, JSON otherwise (atomically).
+    @classmethod
+    def from_json(cls, text):
+        """The report a :meth:`to_json` string holds (rows and header; no probabilities to plot).
+
+        Raises
+        ------
+        ValueError
+            If ``text`` is not such a report.
+        """
+        data = parse_json(text)
+        if (not isinstance(data, dict) or not isinstance(data.get("header"), dict)
+                or not isinstance(data.get("rows"), list)
+                or not all(isinstance(row, dict) and {"set", "architecture", "calibration"} <= set(row)
+                           for row in data["rows"])):
+            raise ValueError("not a SyntheticSetReport: JSON with a 'header' object and a list of 'rows' (each "
+                             "with set, architecture and calibration) expected.")
+        return cls(data["rows"], data["header"])
+
+    def save(self, path, format=None):
+        """Write the report to ``path``, atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+        format : {"markdown", "json"} or None, default=None
+            None: Markdown for a ``.md`` name, JSON otherwise.
 
         Returns
         -------
         path : str or path-like
         """
-        text = self.to_markdown() if str(path).endswith(".md") else self.to_json()
+        if format is None:
+            format = "markdown" if Path(path).suffix.lower() in (".md", ".markdown") else "json"
+        if format not in ("markdown", "json"):
+            raise ValueError(f"format must be 'markdown', 'json' or None; got {format!r}.")
+        text = self.to_markdown() if format == "markdown" else self.to_json()
         atomic_write(path, lambda file: file.write(text.encode()))
         return path
 
+    @classmethod
+    def load(cls, path):
+        """Read a report saved as JSON by :meth:`save` (rows and header)."""
+        with open_regular_file(path, what="evaluation report") as file:
+            text = file.read().decode()
+        try:
+            return cls.from_json(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
     def plot_reliability(self, set="synthetic", architecture=None, calibrations=("none", "ts_train",
                                                                                    "mts_train", "ts_real"),
-                         axes=None):
+                         ax=None):
         """Reliability diagrams of the first network of ``set`` and ``architecture``, one per calibration.
 
         Parameters
@@ -144,8 +195,9 @@ class SyntheticSetReport:
             The first architecture when None.
         calibrations : sequence of str
             Those the report holds are drawn, in this order.
-        axes : sequence of matplotlib Axes or None, default=None
-            One per drawn calibration; a new figure when None.
+        ax : matplotlib Axes, sequence of Axes or None, default=None
+            One Axes per drawn calibration (a single Axes when one is drawn); a new figure
+            with a row of them when None.
 
         Returns
         -------
@@ -159,12 +211,15 @@ class SyntheticSetReport:
         keys = [(set, architecture, c) for c in calibrations if (set, architecture, c) in self.probabilities]
         if not keys:
             raise ValueError(f"no probabilities for set={set!r}, architecture={architecture!r}.")
-        if axes is None:
+        if ax is None:
             import matplotlib.pyplot as plt  # optional at import time, as in scikit-learn's Displays
 
-            _, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4), squeeze=False)
-            axes = axes[0]
+            _, ax = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4), squeeze=False)
+        axes = np.ravel(np.array(ax, dtype=object))
+        if len(axes) != len(keys):
+            raise ValueError(f"ax must hold one Axes per drawn calibration ({[key[2] for key in keys]}); got "
+                             f"{len(axes)}.")
         return [ReliabilityDisplay.from_predictions(self.y_test, self.probabilities[key], labels=self.labels,
                                                     n_bins=self.header.get("n_bins", 15), ax=ax,
                                                     name=f"{architecture}, {_LABELS.get(key[2], key[2])}")
-                for key, ax in zip(keys, np.atleast_1d(axes))]
+                for key, ax in zip(keys, axes)]
