@@ -49,7 +49,7 @@ if [ ! -f "$SET" ]; then
     echo "distillation exit $? at ${SECONDS} s"
 fi
 timeout ${EVAL_SECONDS:-120} $PY -m ddcal_sklearn.apps.evaluate "$SET" --device "$DEVICE" "${EVAL[@]}" \
-    --out "$OUT/evaluation.md" --json "$OUT/evaluation.json" 2> "$OUT/evaluate.log"
+    --out "$OUT/evaluation.md" --json "$OUT/evaluation.json" --checkpoint-dir /tmp/eval-ckpt 2> "$OUT/evaluate.log"
 echo "evaluation exit $? at ${SECONDS} s"
 timeout ${NETS_SECONDS:-60} $PY benchmarks/bench_networks.py --device "$DEVICE" "${NETS[@]}" 2>&1 \
     | tee "$OUT/bench_networks.md"
