@@ -1468,13 +1468,14 @@ def fit_networks(estimator, X, y, *, random_states, batched="auto", **fit_params
     scheduler = dict(template.callbacks_).get("lr_scheduler")
     optimizer_args = template.get_params_for("optimizer")
     dataset = streams[0][0]
+    milestone = None if scheduler is None else scheduler.milestone_for(template.max_epochs)
     start = time.perf_counter()
     with template._out_of_memory_advice("fit"):
         losses, buffers = train_stacked(
             [net.module_ for net in nets], dataset.X, dataset.y, epochs=template.max_epochs,
             batch_size=template.get_params_for("iterator_train").get("batch_size", template.batch_size),
             lr=template.lr, **{name: optimizer_args[name] for name in optimizer_args},
-            milestone=None if scheduler is None else scheduler.milestone_for(template.max_epochs),
+            milestone=milestone,
             gamma=1.0 if scheduler is None else scheduler.gamma,
             reset_momentum=False if scheduler is None else scheduler.reset_momentum,
             shuffle_generators=[s[1] for s in streams], augment=template._augment,
@@ -1483,7 +1484,6 @@ def fit_networks(estimator, X, y, *, random_states, batched="auto", **fit_params
         )
         losses = losses.cpu().numpy()  # the one host read of the training
     duration = (time.perf_counter() - start) / max(template.max_epochs, 1)
-    milestone = None if scheduler is None else scheduler.milestone_for(template.max_epochs)
     for i, net in enumerate(nets):
         for epoch in range(template.max_epochs):
             cut = milestone is not None and epoch >= milestone

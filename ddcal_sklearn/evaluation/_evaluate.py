@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
@@ -255,12 +256,6 @@ class _NetworkStore:
                       format_version=_FORMAT_VERSION)
 
 
-def _softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def evaluate_synthetic_set(synthetic, X_test, y_test, *, X_val=None, y_val=None, X_real=None, y_real=None,
                            architectures=("convnet",), n_networks=5, protocol="literature", epochs=1000,
                            augment="auto", mask_ratio=0.5, estimator_params=None, random_state=0, device="auto",
@@ -427,12 +422,13 @@ def evaluate_synthetic_set(synthetic, X_test, y_test, *, X_val=None, y_val=None,
                     progress.update(1)
             results[set_name, arch_name] = done
             for calibration in calibrations:
-                probabilities[set_name, arch_name, calibration] = _softmax(done[0][0] / done[0][1][calibration])
+                z, temperatures = done[0]
+                probabilities[set_name, arch_name, calibration] = softmax(z / temperatures[calibration], axis=1)
     progress.close()
     rows = []
     for (set_name, arch_name), done in results.items():
         for calibration in calibrations:
-            reports = [calibration_report(y_test, _softmax(z / t[calibration]), n_bins=n_bins, labels=classes)
+            reports = [calibration_report(y_test, softmax(z / t[calibration], axis=1), n_bins=n_bins, labels=classes)
                        for z, t in done]
             row = {"set": set_name, "architecture": arch_name, "calibration": calibration, "n_networks": len(done)}
             for metric in _METRICS:
