@@ -95,7 +95,14 @@ def test_list_of_ratios_is_chosen_on_held_out_calibration_loss(small_subset_net)
     curve = mts.mask_ratio_losses_
     np.testing.assert_array_equal(curve.mask_ratios, ratios)
     assert curve.losses.shape == (4,) and np.all(np.isfinite(curve.losses))
-    assert mts.mask_ratio_ == ratios[int(np.argmin(curve.losses))]
+    assert curve.fold_losses.shape == (mts.selection_cv, 4)
+    np.testing.assert_allclose(curve.fold_losses.mean(axis=0), curve.losses)
+    # the one-standard-error rule: the smallest ratio within one standard error of the best mean loss
+    best = int(np.argmin(curve.losses))
+    threshold = curve.losses[best] + curve.fold_losses[:, best].std(ddof=1) / np.sqrt(mts.selection_cv)
+    assert mts.mask_ratio_ == min(r for r, loss in zip(ratios, curve.losses) if loss <= threshold)
+    lowest = clone(mts).set_params(selection_rule="min").fit(X_cal, y_cal)
+    assert lowest.mask_ratio_ == ratios[best]
     single = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=mts.mask_ratio_, random_state=0)
     assert single.fit(X_cal, y_cal).mask_ratio_losses_ is None
     by_ece = clone(mts).set_params(selection_loss="ece").fit(X_cal, y_cal)

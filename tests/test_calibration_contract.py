@@ -41,7 +41,7 @@ from ddcal_sklearn import (
     load_calibration,
     mask_elements,
 )
-from ddcal_sklearn.calibration import mask_ratio_losses
+from ddcal_sklearn.calibration import mask_ratio_losses, select_mask_ratio
 
 UPPER_T = np.exp(10.0)  # fit_temperature's (and scikit-learn's) upper bound
 
@@ -356,5 +356,8 @@ def test_mask_ratio_losses_is_the_selection_the_calibrator_records(digits):
     # the calibrator draws the masks in order from one generator, then the split seed
     rng = np.random.default_rng(5)
     masked = [clf.decision_function(X_cal if r == 0 else mask_elements(X_cal, r, random_state=rng)) for r in ratios]
-    losses = mask_ratio_losses(masked, clf.decision_function(X_cal), y_cal, random_state=rng)
+    losses, folds = mask_ratio_losses(masked, clf.decision_function(X_cal), y_cal, random_state=rng,
+                                      n_splits=mts.selection_cv, return_folds=True)
     np.testing.assert_array_equal(losses, mts.mask_ratio_losses_.losses)
+    np.testing.assert_array_equal(folds, mts.mask_ratio_losses_.fold_losses)
+    assert mts.mask_ratio_ == ratios[select_mask_ratio(ratios, folds, rule="one_se")]

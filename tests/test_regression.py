@@ -79,8 +79,9 @@ def test_classifier_and_calibrations_unchanged(baseline, digits_images):
     np.testing.assert_array_equal(net.predict_proba(X[1000:1100]), baseline["net_proba"])
     mts = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.5, random_state=0).fit(X[500:900], y[500:900])
     np.testing.assert_array_equal(mts.temperatures_, baseline["mts_frozen_T"])
-    select = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=[0.0, 0.3, 0.6],
-                                         random_state=0).fit(X[500:900], y[500:900])
+    # the selection of the baseline's time: two halves, the lowest loss (since then: 5 folds, one-SE rule)
+    select = MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=[0.0, 0.3, 0.6], selection_cv=2,
+                                         selection_rule="min", random_state=0).fit(X[500:900], y[500:900])
     np.testing.assert_array_equal(select.temperatures_, baseline["mts_select_T"])
     np.testing.assert_array_equal(select.mask_ratio_losses_.losses, baseline["mts_select_losses"])
     flat = X.reshape(len(X), -1)

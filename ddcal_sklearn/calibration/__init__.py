@@ -11,6 +11,7 @@ calibrator is one file here.
 """
 
 from ._calibrator import MaskedTemperatureCalibrator, load_calibration
+from ._data_free import data_free_curve
 from ._logits import check_scoring_classifier, logits
 from ._max_logits import (
     check_max_logit_values,
@@ -18,16 +19,19 @@ from ._max_logits import (
     max_logits,
     summarize_max_logits,
 )
-from ._temperature import fit_temperature, mask_ratio_losses
+from ._temperature import MASK_RATIO_CANDIDATES, fit_temperature, mask_ratio_losses, select_mask_ratio
 
 __all__ = [
+    "MASK_RATIO_CANDIDATES",
     "MaskedTemperatureCalibrator",
     "check_max_logit_values",
     "check_scoring_classifier",
+    "data_free_curve",
     "fit_temperature",
     "load_calibration",
     "logits",
     "mask_ratio_losses",
+    "select_mask_ratio",
     "max_logit_statistics",
     "max_logits",
     "summarize_max_logits",

@@ -53,7 +53,13 @@ from ._persistence import (
     saved_temperatures,
     write_calibration_state,
 )
-from ._temperature import _temperature_from_logits, mask_ratio_losses
+from ._data_free import data_free_curve
+from ._temperature import (
+    MASK_RATIO_CANDIDATES,
+    _temperature_from_logits,
+    mask_ratio_losses,
+    select_mask_ratio,
+)
 
 _ACCEPT_SPARSE = ["csr", "csc"]
 
@@ -171,6 +177,15 @@ def _fit_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_para
     return fitted, test, clean, masked
 
 
+def _fit_data_free_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_params, feature_names=None):
+    """A clone fitted on ``train``: its logits of ``train`` masked at every ratio, and its clean logits of ``test``."""
+    fitted, _, _, (held_out,) = _fit_fold(estimator, X, y, train, test, classes, [0.0], seed, fit_params,
+                                          feature_names)
+    _, masked = _held_out_logits(fitted, _safe_indexing(X, train), classes, mask_ratios,
+                                 np.random.default_rng(seed + 1), feature_names)
+    return fitted, train, test, masked, held_out
+
+
 def _fit_pair_temperature(scores, y_index, sample_weight):
     """Temperature of one (estimator, held-out logits) pair.
 
@@ -235,23 +250,42 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         A classifier with ``decision_function`` (logits) or ``predict_proba``. Wrap a
         fitted one in :class:`sklearn.frozen.FrozenEstimator` to only fit the
         temperature. None uses ``LogisticRegression(max_iter=1000)``.
-    mask_ratio : float in [0, 1) or sequence of floats, default=0.5
+    mask_ratio : float in [0, 1), sequence of floats, or "auto", default=0.5
         Probability of zeroing each input element (of each *stored* entry of a
-        sparse matrix: the others are zero already). A sequence selects the ratio
-        with the lowest held-out calibration loss
+        sparse matrix: the others are zero already).
+
+        A sequence (e.g. :data:`~ddcal_sklearn.calibration.MASK_RATIO_CANDIDATES`,
+        0 to 0.9, where 0 is plain temperature scaling) chooses a ratio on
+        held-out *real* calibration data
         (:func:`~ddcal_sklearn.calibration.mask_ratio_losses`): the calibration
-        samples are split in two stratified halves, a temperature is fitted on the
-        masked logits of one half and scored on the clean logits of the other (both
-        ways), the losses are recorded in ``mask_ratio_losses_``, and the chosen
-        ratio is refitted on all calibration samples. Test data are never involved.
-        Selection needs *real* held-out calibration data: on a distilled set the
-        network has memorised, held-out loss prefers no mask at all.
+        samples are split in ``selection_cv`` stratified folds; on each, a
+        temperature is fitted on the masked logits of the other folds and scored
+        on the clean logits of the fold; ``selection_rule`` picks the ratio from
+        the fold losses (recorded in ``mask_ratio_losses_``), and the chosen ratio
+        is refitted on all calibration samples. Test data are never involved. On a
+        distilled set the network has memorised, this held-out loss is
+        meaningless: use "auto" there.
+
+        ``"auto"`` chooses the ratio with **no real data at all**, from the
+        estimator's own training set, which ``X``, ``y`` must then be (the
+        distilled set): clones of the estimator (its parameters) are fitted on
+        the ``cv`` folds of ``X``; on each fold, MTS at every ratio of
+        ``MASK_RATIO_CANDIDATES`` is fitted on the clone's masked training rows,
+        as MTS will be fitted on the whole set, and scored by ``selection_loss``
+        on the clone's clean logits of the rows it did not see
+        (:func:`~ddcal_sklearn.calibration.data_free_curve`); the ratio that
+        calibrates unseen samples best is used for the estimator fitted on all of
+        ``X``. It assumes the held-out synthetic samples stand for unseen real
+        ones; see the user guide for how far that holds. It costs ``cv`` fits of
+        the estimator, needs at least ``cv`` samples of every class (2 at the
+        least, with ``cv=2``) and hard labels, and calibrates a single estimator.
     cv : int, cross-validation generator or iterable, default=None
         As in ``CalibratedClassifierCV``: clones of ``estimator`` are fitted on the
         training folds and a temperature on each held-out fold. None means 5-fold
         (stratified). An int or a splitter's ``n_splits`` larger than the smallest
         class, and ``LeaveOneOut``, are refused as scikit-learn refuses them. Ignored
-        for a ``FrozenEstimator`` when ``ensemble`` is False.
+        for a ``FrozenEstimator`` when ``ensemble`` is False, except by
+        ``mask_ratio="auto"``, whose cross-fitting folds it gives (None: 5).
     ensemble : bool or "auto", default="auto"
         True: keep one (estimator, temperature) pair per fold and average their
         probabilities. False: fit one temperature on the held-out logits of all folds
@@ -262,7 +296,18 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     random_state : None, int, numpy Generator or RandomState, default=None
         Source of the masks and of the selection split.
     selection_loss : {"log_loss", "ece"}, default="log_loss"
-        Held-out loss used to choose among several mask ratios.
+        Held-out loss used to choose among several mask ratios, or by
+        ``mask_ratio="auto"``.
+    selection_rule : {"one_se", "min"}, default="one_se"
+        How a sequence of ratios is chosen from the fold losses
+        (:func:`~ddcal_sklearn.calibration.select_mask_ratio`): "min" takes the
+        lowest mean loss; "one_se" the smallest ratio whose mean loss is within
+        one standard error of the lowest, so that a network that needs no masking
+        gets plain temperature scaling (``r = 0``, when among the candidates)
+        unless masking clearly pays. ``mask_ratio="auto"`` takes the lowest.
+    selection_cv : int, default=5
+        Number of folds of the calibration samples when choosing among a sequence
+        of ratios (at least 2).
 
     Attributes
     ----------
@@ -275,7 +320,12 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     mask_ratio_ : float
         The ratio used (the chosen one when several were given).
     mask_ratio_losses_ : Bunch or None
-        ``mask_ratios`` and their held-out ``losses`` when several ratios were given.
+        ``mask_ratios`` and their held-out ``losses`` (mean over folds) when a ratio
+        was chosen, with ``fold_losses`` (n_folds, n_ratios). For ``"auto"`` also
+        ``log_loss`` and ``ece`` (both held-out criteria), ``fold_temperatures``
+        and ``cross_fitted_temperature`` (plain temperature scaling of the pooled
+        held-out logits of the clones: the cross-fitted TS calibrator). None for a
+        single ratio.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only for a DataFrame ``X`` with string column names.
@@ -376,20 +426,32 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     >>> betas = [float(pair.calibrators[0].beta_) for pair in sk.calibrated_classifiers_]
     >>> bool(np.allclose(ts.temperatures_, 1 / np.array(betas), rtol=1e-6))
     True
+
+    With only the set the estimator was trained on (a distilled set, say), the
+    ratio is chosen by cross-fitting on that set alone:
+
+    >>> small = LogisticRegression(max_iter=1000).fit(X[:100], y[:100])
+    >>> auto = MaskedTemperatureCalibrator(FrozenEstimator(small), mask_ratio="auto", cv=3, random_state=0)
+    >>> auto = auto.fit(X[:100], y[:100])  # the training set, nothing else
+    >>> float(auto.mask_ratio_) in auto.mask_ratio_losses_.mask_ratios
+    True
     """
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit"]), None],
-        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
+        "mask_ratio": [Interval(numbers.Real, 0, 1, closed="left"), "array-like", StrOptions({"auto"})],
         "cv": ["cv_object"],
         "ensemble": ["boolean", StrOptions({"auto"})],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state", np.random.Generator],
         "selection_loss": [StrOptions({"log_loss", "ece"})],
+        "selection_rule": [StrOptions({"one_se", "min"})],
+        "selection_cv": [Interval(numbers.Integral, 2, None, closed="left")],
     }
 
     def __init__(self, estimator=None, *, mask_ratio=0.5, cv=None, ensemble="auto",
-                 n_jobs=None, random_state=None, selection_loss="log_loss"):
+                 n_jobs=None, random_state=None, selection_loss="log_loss", selection_rule="one_se",
+                 selection_cv=5):
         self.estimator = estimator
         self.mask_ratio = mask_ratio
         self.cv = cv
@@ -397,8 +459,15 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.selection_loss = selection_loss
+        self.selection_rule = selection_rule
+        self.selection_cv = selection_cv
+
+    def _data_free(self):
+        return isinstance(self.mask_ratio, str)  # "auto", the only string _parameter_constraints allow
 
     def _mask_ratios(self):
+        if self._data_free():
+            return list(MASK_RATIO_CANDIDATES)
         ratios = np.atleast_1d(np.asarray(self.mask_ratio, dtype=object))
         if ratios.ndim != 1 or ratios.size == 0:
             raise ValueError(f"mask_ratio must be a float or a non-empty 1-D sequence, got {self.mask_ratio!r}.")
@@ -461,7 +530,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         return check_soft_labels(y, len(self.classes_),
                                  classes_source=f"the estimator's classes_ {self.classes_.tolist()!r}")
 
-    def _check_folds(self, y_index):
+    def _check_folds(self, y_index, data_free=False):
         """Refuse the folds scikit-learn refuses: LeaveOneOut, and more folds than a class has samples."""
         if isinstance(self.cv, LeaveOneOut):
             raise ValueError(
@@ -476,6 +545,13 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         else:
             n_folds = getattr(self.cv, "n_splits", None)
         counts = np.unique(y_index, return_counts=True)[1]
+        if data_free and isinstance(n_folds, numbers.Integral) and counts.min() < n_folds:
+            raise ValueError(
+                f'mask_ratio="auto" cross-fits the estimator on {n_folds} folds of X, its training set, which '
+                f"needs at least {n_folds} samples of every class, but y has only {counts.min()} in its smallest "
+                "class. " + ("Lower cv (to 2 at least, e.g. cv=2)" if counts.min() >= 2 else
+                             "With a single sample of a class nothing can be held out:")
+                + " or fix a mask_ratio (0.5 is the default).")
         if isinstance(n_folds, numbers.Integral) and counts.min() < n_folds:
             raise ValueError(
                 f"Requesting {n_folds}-fold cross-validation but y has fewer than {n_folds} "
@@ -554,6 +630,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             y_index, _ = _class_columns(self.classes_, y)
         if len(self.classes_) < 2:
             raise ValueError(f"y has only one class ({self.classes_[0]!r}); calibration needs at least 2.")
+        if self._data_free():
+            return self._fit_data_free(X, y, y_index, estimator, frozen, sample_weight, fit_params, names, rng)
         estimator_params, split_params = self._route_fit_params(estimator, frozen, sample_weight, fit_params)
 
         if frozen and not ensemble:
@@ -589,10 +667,12 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             if not known.all():  # classes a fold's estimator never saw: the same infinite loss for every ratio
                 clean, masked, y_held = clean[known], [m[known] for m in masked], y_held[known]
                 w_held = None if w_held is None else w_held[known]
-            losses = mask_ratio_losses(masked, clean, y_held, loss=self.selection_loss,
-                                       sample_weight=w_held, random_state=rng)
-            choice = int(np.argmin(losses))
-            self.mask_ratio_losses_ = Bunch(mask_ratios=np.asarray(mask_ratios), losses=losses)
+            losses, fold_losses = mask_ratio_losses(masked, clean, y_held, loss=self.selection_loss,
+                                                    sample_weight=w_held, random_state=rng,
+                                                    n_splits=self.selection_cv, return_folds=True)
+            choice = select_mask_ratio(mask_ratios, fold_losses, rule=self.selection_rule)
+            self.mask_ratio_losses_ = Bunch(mask_ratios=np.asarray(mask_ratios), losses=losses,
+                                            fold_losses=fold_losses)
         else:
             choice = 0
             self.mask_ratio_losses_ = None
@@ -614,6 +694,63 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             _MaskedTemperaturePair(est, t, _class_columns(self.classes_, est.classes_)[0]) for est, t in pairs
         ]
         self.temperatures_ = np.array([t for _, t in pairs])
+        return self
+
+    def _fit_data_free(self, X, y, y_index, estimator, frozen, sample_weight, fit_params, names, rng):
+        """``mask_ratio="auto"``: choose the ratio with nothing but ``X``, ``y``, the estimator's training set.
+
+        Clones of the estimator (its own parameters) are fitted on ``cv`` folds of
+        ``X``; on each, MTS at every candidate ratio is fitted on the clone's masked
+        training rows and scored on its clean logits of the held-out fold
+        (:func:`data_free_curve`). The best ratio's MTS is then fitted for the
+        estimator trained on all of ``X``.
+        """
+        if y_index.ndim == 2:
+            raise ValueError(
+                f'y holds soft labels (shape {y.shape}), but mask_ratio="auto" cross-fits the estimator on '
+                "folds stratified by class: pass hard labels (y.argmax(axis=1)), or fix a mask_ratio.")
+        if self.ensemble is True:
+            raise ValueError(
+                'mask_ratio="auto" calibrates one estimator fitted on all of X (the folds only serve the choice '
+                'of the ratio): use ensemble=False or "auto".')
+        self._check_folds(y_index, data_free=True)
+        inner = estimator.estimator if frozen else estimator
+        params, split_params = self._route_fit_params(inner, False, sample_weight, fit_params)
+        cv = check_cv(5 if self.cv is None else self.cv, y, classifier=True)
+        splits = list(cv.split(X, y, **split_params))
+        seeds = [draw_seed(rng) for _ in splits]
+        mask_ratios = list(MASK_RATIO_CANDIDATES)
+        folds = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_data_free_fold)(inner, X, y, train, test, self.classes_, mask_ratios, seed, params, names)
+            for (train, test), seed in zip(splits, seeds))
+        for k, (fitted, *_) in enumerate(folds):
+            missing = np.setdiff1d(self.classes_, fitted.classes_)
+            if missing.size:
+                raise ValueError(
+                    f'Training fold {k} of cv={self.cv!r} lacks classes {missing.tolist()}, so mask_ratio="auto" '
+                    "cannot score its temperatures on them: use stratified folds (cv=int or StratifiedKFold).")
+
+        def weights(rows):
+            return None if sample_weight is None else sample_weight[rows]
+
+        curve = data_free_curve([masked for _, _, _, masked, _ in folds], [y_index[train] for train, _ in splits],
+                                [held_out for *_, held_out in folds], [y_index[test] for _, test in splits],
+                                loss=self.selection_loss, fold_weights=[weights(train) for train, _ in splits],
+                                held_out_weights=None if sample_weight is None else
+                                [weights(test) for _, test in splits])
+        choice = int(np.argmin(curve.losses))
+        final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y, **params)
+        _, masked = _held_out_logits(final, X, self.classes_, mask_ratios[choice:choice + 1], rng, names)
+        temperature = _fit_pair_temperature(masked[0], y_index, sample_weight)
+        test_rows = np.concatenate([test for _, test in splits])
+        held_out = np.concatenate([held_out for *_, held_out in folds])
+        self.mask_ratio_ = mask_ratios[choice]
+        self.mask_ratio_losses_ = Bunch(
+            mask_ratios=np.asarray(mask_ratios), **curve,
+            cross_fitted_temperature=_fit_pair_temperature(held_out, y_index[test_rows], weights(test_rows)))
+        self.calibrated_classifiers_ = [_MaskedTemperaturePair(
+            final, temperature, _class_columns(self.classes_, final.classes_)[0])]
+        self.temperatures_ = np.array([temperature])
         return self
 
     def get_metadata_routing(self):

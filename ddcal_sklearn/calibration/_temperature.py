@@ -5,6 +5,8 @@ Shared by the calibrator, the analyses and the study app: :func:`fit_temperature
 :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` chooses among several mask ratios).
 """
 
+import numbers
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
@@ -15,13 +17,17 @@ from sklearn.utils.validation import _check_sample_weight
 from ..metrics import expected_calibration_error
 from ..utils import check_generator, check_soft_labels, draw_seed, is_soft_labels, naming_the_input
 
-__all__ = ["LOG_BETA_BOUNDS", "fit_temperature", "mask_ratio_losses"]
+__all__ = ["LOG_BETA_BOUNDS", "MASK_RATIO_CANDIDATES", "fit_temperature", "mask_ratio_losses", "select_mask_ratio"]
 
 # Bounds on log(1/T), as in scikit-learn's temperature scaling, so that mask_ratio=0
 # reproduces CalibratedClassifierCV(method="temperature") exactly.
 LOG_BETA_BOUNDS = (-10.0, 10.0)
 
 _SELECTION_LOSSES = ("log_loss", "ece")
+_SELECTION_RULES = ("one_se", "min")
+
+#: The default candidates when a ratio is chosen: 0 (plain temperature scaling) to 0.9.
+MASK_RATIO_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _check_class_indices(y, n_rows, n_classes):
@@ -176,15 +182,16 @@ def _check_selection_logits(array, y, name):
 
 
 def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample_weight=None,
-                      random_state=None):
+                      random_state=None, n_splits=2, return_folds=False):
     """Held-out calibration loss of each candidate mask ratio, as MTS uses to choose one.
 
-    The samples are split in two stratified halves (plain halves when a class has a
-    single sample); for each ratio a temperature is fitted (:func:`fit_temperature`)
-    on the *masked* logits of one half and scored on the *clean* logits of the other,
-    both ways, and the two losses are averaged. This is exactly how
-    :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` fills ``mask_ratio_losses_``
-    when given several ratios; with the same generator it returns the same numbers.
+    The samples are split in ``n_splits`` stratified folds (plain folds when a class
+    has fewer samples than folds); for each ratio and fold a temperature is fitted
+    (:func:`fit_temperature`) on the *masked* logits of the other folds and scored
+    on the *clean* logits of the fold, and the fold losses are averaged. This is
+    exactly how :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` fills
+    ``mask_ratio_losses_`` when given several ratios (with its ``selection_cv`` as
+    ``n_splits``); with the same generator it returns the same numbers.
 
     Parameters
     ----------
@@ -205,17 +212,24 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
         count, is not weighted).
     random_state : None, int, numpy Generator or RandomState, default=None
         Source of the split (one seed is drawn from it).
+    n_splits : int, default=2
+        Number of folds (at least 2); each sample is scored once.
+    return_folds : bool, default=False
+        Also return the loss of every fold, which :func:`select_mask_ratio`
+        needs for its one-standard-error rule.
 
     Returns
     -------
     losses : ndarray of shape (n_ratios,)
-        The held-out loss of each entry of ``masked_logits``; the lowest wins.
+        The held-out loss of each entry of ``masked_logits``, averaged over folds.
+    fold_losses : ndarray of shape (n_splits, n_ratios)
+        Only with ``return_folds=True``: the loss of each fold and ratio.
 
     Raises
     ------
     ValueError
-        If there are fewer than 4 samples, the arrays do not match, ``y`` is not
-        one column index per row, or ``loss`` is unknown.
+        If there are fewer than ``2 * n_splits`` samples, the arrays do not match,
+        ``y`` is not one column index per row, or ``loss`` is unknown.
 
     Examples
     --------
@@ -229,9 +243,14 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
     >>> losses = mask_ratio_losses(softened, clean, y, random_state=0)
     >>> losses.shape
     (2,)
+    >>> losses, folds = mask_ratio_losses(softened, clean, y, random_state=0, n_splits=5, return_folds=True)
+    >>> folds.shape
+    (5, 2)
     """
     if loss not in _SELECTION_LOSSES:
         raise ValueError(f"loss must be one of {_SELECTION_LOSSES}, got {loss!r}.")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral) or n_splits < 2:
+        raise ValueError(f"n_splits must be an integer of at least 2, got {n_splits!r}.")
     clean = _as_logits(clean_logits, "clean_logits", ensure_all_finite=False)
     y_index = _check_class_indices(y, len(clean), clean.shape[1])
     clean = _check_selection_logits(clean, y_index, "clean_logits")
@@ -243,12 +262,13 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
     rng = check_generator(random_state)
     n_classes = clean.shape[1]
     counts = np.bincount(y_index, minlength=n_classes)
-    splitter = (StratifiedKFold if counts[counts > 0].min() >= 2 else KFold)(
-        n_splits=2, shuffle=True, random_state=draw_seed(rng) % (2**32))
-    if len(y_index) < 4:
-        raise ValueError("Choosing among several mask_ratio values needs at least 4 calibration samples.")
-    losses = np.zeros(len(masked_by_ratio))
-    for fit_idx, score_idx in splitter.split(clean, y_index):
+    splitter = (StratifiedKFold if counts[counts > 0].min() >= n_splits else KFold)(
+        n_splits=n_splits, shuffle=True, random_state=draw_seed(rng) % (2**32))
+    if len(y_index) < 2 * n_splits:
+        raise ValueError(f"Choosing among several mask_ratio values on {n_splits} folds needs at least "
+                         f"{2 * n_splits} calibration samples, got {len(y_index)}.")
+    fold_losses = np.zeros((n_splits, len(masked_by_ratio)))
+    for fold, (fit_idx, score_idx) in enumerate(splitter.split(clean, y_index)):
         fit_weights = None if weights is None else weights[fit_idx]
         if weights is not None and not (fit_weights.sum() > 0 and weights[score_idx].sum() > 0):
             raise ValueError("sample_weight sums to 0 on one of the two selection halves; give more "
@@ -259,10 +279,63 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
             if loss == "log_loss":
                 true_log_proba = log_proba[np.arange(len(score_idx)), y_index[score_idx]]
                 if weights is None:
-                    losses[k] += -np.mean(true_log_proba)
+                    fold_losses[fold, k] = -np.mean(true_log_proba)
                 else:
-                    losses[k] += -np.average(true_log_proba, weights=weights[score_idx])
+                    fold_losses[fold, k] = -np.average(true_log_proba, weights=weights[score_idx])
             else:
-                losses[k] += expected_calibration_error(
+                fold_losses[fold, k] = expected_calibration_error(
                     y_index[score_idx], np.exp(log_proba), labels=np.arange(n_classes))
-    return losses / splitter.get_n_splits()
+    losses = fold_losses.sum(axis=0) / n_splits
+    return (losses, fold_losses) if return_folds else losses
+
+
+def select_mask_ratio(mask_ratios, fold_losses, *, rule="one_se"):
+    """Index of the chosen mask ratio, by the lowest mean loss or the one-standard-error rule.
+
+    ``rule="min"`` takes the ratio of lowest mean held-out loss. ``rule="one_se"``
+    (the rule of Breiman et al. for pruning trees, and of ``glmnet``'s
+    ``lambda.1se``) guards that choice against noise: among the ratios whose mean
+    loss is within one standard error of the lowest (the standard error of the
+    best ratio's mean over folds, ``std / sqrt(n_folds)``), it takes the
+    *smallest* ratio, the one closest to plain temperature scaling (``r = 0``).
+    A well-calibrated network is then masked only when masking clearly pays.
+
+    Parameters
+    ----------
+    mask_ratios : array-like of shape (n_ratios,)
+        The candidate ratios.
+    fold_losses : array-like of shape (n_folds, n_ratios)
+        Held-out loss of each fold and ratio, such as
+        ``mask_ratio_losses(..., return_folds=True)[1]``.
+    rule : {"one_se", "min"}, default="one_se"
+
+    Returns
+    -------
+    index : int
+        Position of the chosen ratio in ``mask_ratios``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ddcal_sklearn.calibration import select_mask_ratio
+    >>> fold_losses = np.array([[1.00, 0.97, 1.20],
+    ...                         [1.04, 1.03, 1.25],
+    ...                         [0.98, 0.95, 1.18]])
+    >>> select_mask_ratio([0.0, 0.3, 0.6], fold_losses, rule="min")  # lowest mean: 0.3
+    1
+    >>> select_mask_ratio([0.0, 0.3, 0.6], fold_losses)  # 0.0 is within one standard error of it
+    0
+    """
+    if rule not in _SELECTION_RULES:
+        raise ValueError(f"rule must be one of {_SELECTION_RULES}, got {rule!r}.")
+    ratios = np.asarray(mask_ratios, dtype=np.float64)
+    fold_losses = np.asarray(fold_losses, dtype=np.float64)
+    if fold_losses.ndim != 2 or fold_losses.shape[1] != len(ratios) or len(fold_losses) < 1:
+        raise ValueError(f"fold_losses must have shape (n_folds, {len(ratios)}), got {fold_losses.shape}.")
+    mean = fold_losses.mean(axis=0)
+    best = int(np.argmin(mean))
+    if rule == "min" or len(fold_losses) < 2:
+        return best
+    threshold = mean[best] + fold_losses[:, best].std(ddof=1) / np.sqrt(len(fold_losses))
+    eligible = np.flatnonzero(mean <= threshold)
+    return int(eligible[np.argmin(ratios[eligible])])
