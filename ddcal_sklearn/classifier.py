@@ -332,9 +332,11 @@ class ConvNetClassifier(NeuralNetClassifier):
     A ``fit`` holds an advisory lock of its run (``classifier-<digest>.lock``, via the
     ``filelock`` package; released by the operating system when the process dies) from
     start to end: a second ``fit`` of the same run while the first is alive, in this
-    process or another, is refused with a ``ValueError`` (wait for the first, or pass
-    another ``checkpoint_dir``), and the temporary files of interrupted writes are
-    removed only by a later ``fit`` of their own run, under its lock.
+    process or another (in a parallel ``GridSearchCV``, candidates that differ only in
+    a calibrator's parameters train the same network on each fold), waits for the
+    first to end and then resumes from the checkpoint it left (a finished run is read,
+    not retrained), and the temporary files of interrupted writes are removed only by a
+    later ``fit`` of their own run, under its lock.
 
     **Inference** (``predict_proba``, ``decision_function``, ``predict``) keeps the
     inputs on the host and moves one batch of ``batch_size`` (or
@@ -1031,11 +1033,11 @@ class ConvNetClassifier(NeuralNetClassifier):
         run = None
         with contextlib.ExitStack() as held:  # the run's checkpoint lock, held until training ends
             if self.checkpoint_dir is not None and not keep:
-                # this run's own file and lock (a live fit of the same run is refused); its dead fits'
+                # this run's own file and lock (a live fit of the same run is waited for); its dead fits'
                 # temporary files are removed
                 files = held.enter_context(RunCheckpoint(self.checkpoint_dir, _CHECKPOINT_NAME,
                                                          self._fingerprint(X, y_encoded),
-                                                         owner=type(self).__name__))
+                                                         owner=type(self).__name__, verbose=self.verbose))
                 run = _CheckpointRun(files, self._read_checkpoint(files))
             with self._out_of_memory_advice("fit"):
                 if not keep:

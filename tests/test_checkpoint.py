@@ -4,7 +4,9 @@ Each run has its own file, ``distiller-<digest of its fingerprint>.pt``, and an 
 the whole fit, so runs (grid-search candidates, parallel processes) can share one checkpoint_dir.
 """
 
+import concurrent.futures
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,6 +226,7 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
         return sorted(run_dir.glob("distiller-*.pt"))
 
     a_file, b_file = _run_files(same, X, y).path, _run_files(other, X, y).path
+    waiter = concurrent.futures.ThreadPoolExecutor(1)
     try:
         b = start(other, "b", gate_at=10)  # checkpoints at 4 and 8, then waits, alive, holding its run
         a = start(same, "a", delay=0.1)  # at the same time; slowed so that the kill lands mid-run
@@ -238,17 +241,19 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
         dead_tmp.write_bytes(b"PK\x03\x04 half")
         live_tmp = run_dir / f"{b_file.name}.live.tmp"  # a write of B under way
         live_tmp.write_bytes(b"PK\x03\x04 half")
-        # B is alive: a second fit of its run, from this process, is refused before touching anything
-        with pytest.raises(ValueError, match=r"is in use by a live DatasetDistiller fit of this very run"):
-            DatasetDistiller(**other).fit(X, y)
+        # B is alive: a second fit of its run, from this process, waits for B without touching anything
+        waiting = waiter.submit(DatasetDistiller(**other).fit, X, y)
         resumed = DatasetDistiller(**same).fit(X, y)  # A' (this process) resumes A's run beside the live B
         assert not dead_tmp.exists() and live_tmp.exists() and b.poll() is None
+        assert not waiting.done()
         gate.unlink()
         finish(b)
+        waited = waiting.result(timeout=120)  # B ended: the waiting fit reads its finished run
     finally:
         for process in processes:
             process.kill()
             process.communicate()
+        waiter.shutdown()  # the processes are dead: nothing holds a lock the waiting fit could wait for
 
     references = {name: DatasetDistiller(**{**params, "checkpoint_dir": None}).fit(X, y)
                   for name, params in (("same", same), ("other", other))}
@@ -259,6 +264,8 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
         assert int(b_result["start"]) == 0  # B never saw A's files, nor A' B's
         np.testing.assert_array_equal(b_result["X"], references["other"].X_synthetic_)
         np.testing.assert_array_equal(b_result["loss"], references["other"].loss_curve_)
+    assert waited.start_iteration_ == 24  # nothing recomputed: B's result
+    np.testing.assert_array_equal(waited.X_synthetic_, references["other"].X_synthetic_)
     assert checkpoints() == sorted([a_file, b_file])  # one file per run, none overwritten
     for name, params in (("same", same), ("other", other)):  # each run is finished, in its own file
         again = DatasetDistiller(**params).fit(X, y)
@@ -403,25 +410,29 @@ def test_a_checkpoint_of_the_single_file_layout_is_still_resumed(digits_small, t
         DatasetDistiller(**params).fit(X, y)
 
 
-def test_a_live_fit_of_the_same_run_is_refused_and_its_temporaries_kept(digits_small, tmp_path):
+def test_a_live_fit_of_the_same_run_is_waited_for_and_its_temporaries_kept(digits_small, tmp_path, capsys):
     X, y = digits_small
     params = {**TINY, "n_iterations": 2, "checkpoint_dir": tmp_path / "run"}
     live = _run_files(params, X, y)
-    with live:  # a fit of this run, alive (in this process here; another process holds it the same way)
-        in_flight = tmp_path / "run" / f"{live.path.name}.k3j4.tmp"  # its atomic write, under way
-        in_flight.write_bytes(b"PK\x03\x04 half")
-        with pytest.raises(ValueError, match=r"checkpoint_dir='.*run' is in use by a live DatasetDistiller fit "
-                                             r"of this very run \(same parameters and data\), which holds "
-                                             r"distiller-\w{16}\.lock.*Wait for that fit to end.*or pass "
-                                             r"another checkpoint_dir"):
-            DatasetDistiller(**params).fit(X, y)
-        other = DatasetDistiller(**{**params, "lr_images": 0.5}).fit(X, y)  # another run goes on beside it
-        assert other.start_iteration_ == 0
-        assert in_flight.exists()  # nobody removes the temporary file of a live run
-        assert not live.path.exists()
-    # the run is dead now: its next fit takes the lock, removes the stale temporary and runs
-    assert DatasetDistiller(**params).fit(X, y).start_iteration_ == 0
+    with concurrent.futures.ThreadPoolExecutor(1) as waiter:
+        with live:  # a fit of this run, alive (in this process here; another process holds it the same way)
+            in_flight = tmp_path / "run" / f"{live.path.name}.k3j4.tmp"  # its atomic write, under way
+            in_flight.write_bytes(b"PK\x03\x04 half")
+            # a second fit of the run (a parallel search's candidate that shares it) waits for the live one
+            waiting = waiter.submit(DatasetDistiller(**{**params, "verbose": 1}).fit, X, y)
+            other = DatasetDistiller(**{**params, "lr_images": 0.5}).fit(X, y)  # another run goes on beside it
+            assert other.start_iteration_ == 0
+            time.sleep(0.3)
+            assert not waiting.done()
+            assert in_flight.exists()  # nobody removes the temporary file of a live run
+            assert not live.path.exists()
+        # the live fit ended (wrote nothing here): the waiting fit takes the lock, removes the stale
+        # temporary and runs
+        assert waiting.result(timeout=60).start_iteration_ == 0
+    assert re.search(r"DatasetDistiller: a live fit of this very run holds .*distiller-\w{16}\.lock.*waiting",
+                     capsys.readouterr().err)
     assert not in_flight.exists() and live.path.exists()
+    assert DatasetDistiller(**params).fit(X, y).start_iteration_ == 2  # and the run is now finished
 
 
 def test_a_damaged_foreign_or_newer_checkpoint_gives_a_clear_error(finished_run, digits_small):

@@ -1,3 +1,4 @@
+import concurrent.futures
 import json
 import os
 import pickle
@@ -455,7 +456,7 @@ def test_a_checkpoint_of_the_single_file_layout_is_still_resumed(digits_split, t
     assert legacy.read_bytes() == before  # read, never written again
 
 
-def test_a_live_fit_of_the_same_run_is_refused_by_its_checkpoint_lock(digits_split, tmp_path):
+def test_a_live_fit_of_the_same_run_is_waited_for_by_its_checkpoint_lock(digits_split, tmp_path):
     X_tr, y_tr, *_ = digits_split
     params = {**CKPT, "max_epochs": 1, "checkpoint_dir": tmp_path}
     ConvNetClassifier(**params).fit(X_tr, y_tr)
@@ -463,16 +464,19 @@ def test_a_live_fit_of_the_same_run_is_refused_by_its_checkpoint_lock(digits_spl
     fingerprint = json.loads(torch.load(checkpoint, weights_only=True)["fingerprint"])
     live = RunCheckpoint(tmp_path, "classifier.pt", fingerprint, owner="ConvNetClassifier")
     in_flight = tmp_path / f"{live.path.name}.q7r8.tmp"
-    with live:  # a fit of this run, alive (here in this process; one in another process holds it alike)
-        in_flight.write_bytes(b"half a checkpoint")  # its atomic write, under way
-        with pytest.raises(ValueError, match=r"checkpoint_dir=.* is in use by a live ConvNetClassifier fit of this "
-                                             r"very run \(same parameters and data\), which holds classifier-\w{16}"
-                                             r"\.lock.*Wait for that fit to end.*or pass another checkpoint_dir"):
-            ConvNetClassifier(**params).fit(X_tr, y_tr)
-        ConvNetClassifier(**{**params, "lr": 0.1}).fit(X_tr, y_tr)  # another run goes on beside it
-        assert in_flight.exists()  # nobody removes the temporary file of a live run
-    ConvNetClassifier(**params).fit(X_tr, y_tr)  # the run is dead now: its next fit cleans up after it
+    with concurrent.futures.ThreadPoolExecutor(1) as waiter:
+        with live:  # a fit of this run, alive (here in this process; one in another process holds it alike)
+            in_flight.write_bytes(b"half a checkpoint")  # its atomic write, under way
+            waiting = waiter.submit(ConvNetClassifier(**params).fit, X_tr, y_tr)  # waits for the live fit
+            ConvNetClassifier(**{**params, "lr": 0.1}).fit(X_tr, y_tr)  # another run goes on beside it
+            assert not waiting.done()
+            assert in_flight.exists()  # nobody removes the temporary file of a live run
+        # the live fit ended: the waiting one takes the lock, cleans up after it and reads the finished run
+        waited = waiting.result(timeout=60)
     assert not in_flight.exists()
+    np.testing.assert_array_equal(waited.predict_proba(X_tr[:20]),
+                                  ConvNetClassifier(**{**params, "checkpoint_dir": None}).fit(X_tr, y_tr)
+                                  .predict_proba(X_tr[:20]))
 
 
 _SHARING_SCRIPT = """
@@ -516,6 +520,7 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     processes = []
+    waiter = concurrent.futures.ThreadPoolExecutor(1)
 
     def start(params, name, delay=0.0, gate_at=None):
         script = textwrap.dedent(_SHARING_SCRIPT.format(params=params, n=n, delay=delay, gate=str(gate),
@@ -547,24 +552,27 @@ def test_processes_sharing_a_checkpoint_dir_never_crash_nor_overwrite_and_each_r
         live_tmp = b_file.with_name(f"{b_file.name}.live.tmp")  # a write of B under way
         for tmp in (dead_tmp, live_tmp):
             tmp.write_bytes(b"half a checkpoint")
-        # B is alive: a second fit of its run, from this process, is refused before touching anything
-        with pytest.raises(ValueError, match=r"is in use by a live ConvNetClassifier fit of this very run"):
-            ConvNetClassifier(**other).fit(X[:n], y[:n])
+        # B is alive: a second fit of its run, from this process, waits for B without touching anything
+        waiting = waiter.submit(ConvNetClassifier(**other).fit, X[:n], y[:n])
         resumed = ConvNetClassifier(**same).fit(X[:n], y[:n])  # A' resumes A's run beside the live B
         assert not dead_tmp.exists() and live_tmp.exists() and b.poll() is None
+        assert not waiting.done()
         gate.unlink()
         _, err = b.communicate(timeout=120)
         assert b.returncode == 0, err.decode()
+        waited = waiting.result(timeout=120)  # B ended: the waiting fit reads its finished run
     finally:
         for process in processes:
             process.kill()
             process.communicate()
+        waiter.shutdown()  # the processes are dead: nothing holds a lock the waiting fit could wait for
 
     references = {name: ConvNetClassifier(**{**params, "checkpoint_dir": None}).fit(X[:n], y[:n])
                   for name, params in (("same", same), ("other", other))}
     assert torch.load(a_file, weights_only=True)["epoch"] == 8
     np.testing.assert_array_equal(resumed.predict_proba(X[-100:]), references["same"].predict_proba(X[-100:]))
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), references["other"].predict_proba(X[-100:]))
+    np.testing.assert_array_equal(waited.predict_proba(X[-100:]), references["other"].predict_proba(X[-100:]))
     assert checkpoints() == sorted([a_file, b_file])  # one file per run, none overwritten
     count = _interrupt_after(monkeypatch, 10**6)
     for params in (same, other):  # each run is finished, in its own file

@@ -1,5 +1,6 @@
 """MTT: expert trajectories (public) and the trajectory-matching strategy of DatasetDistiller."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -256,11 +257,12 @@ def test_expert_checkpoint_runs_hold_a_lock_and_old_names_still_load(experts, di
     ExpertTrajectories(**params).fit(*digits_small)
     (name,) = _expert_files(ckpt)
     lock = ckpt / f"{name[:-len('-0000.npz')]}.lock"
-    with FileLock(lock, timeout=0):  # a live fit of these very experts, in this or another process
-        with pytest.raises(ValueError, match=r"checkpoint_dir='.*ckpt' is in use by a live ExpertTrajectories fit "
-                                             r"of this very run.*or pass another checkpoint_dir"):
-            ExpertTrajectories(**params).fit(*digits_small)
-        ExpertTrajectories(**{**params, "lr": 0.02}).fit(*digits_small)  # another run goes on beside it
+    with concurrent.futures.ThreadPoolExecutor(1) as waiter:
+        with FileLock(lock, timeout=0):  # a live fit of these very experts, in this or another process
+            waiting = waiter.submit(ExpertTrajectories(**params).fit, *digits_small)  # waits for it
+            ExpertTrajectories(**{**params, "lr": 0.02}).fit(*digits_small)  # another run goes on beside it
+            assert not waiting.done()
+        assert waiting.result(timeout=60).n_resumed_ == 1  # then loads the expert it left
     # expert_0000.npz, the name before one name per run, is still loaded when it is this run's
     (ckpt / name).rename(ckpt / "expert_0000.npz")
     loaded = ExpertTrajectories(**params).fit(*digits_small)

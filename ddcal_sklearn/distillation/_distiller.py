@@ -222,9 +222,11 @@ class DatasetDistiller(BaseEstimator):
     **Runs that share a directory.** A ``fit`` holds an advisory lock of its run
     (``distiller-<digest>.lock``, via the ``filelock`` package; the operating system
     releases it when the process dies, even by SIGKILL) from start to end. A second
-    ``fit`` of the same run while the first is alive, in this process or another, is
-    refused with a ``ValueError`` (wait for the first, or pass another
-    ``checkpoint_dir``); fits of other runs go on side by side. Temporary files of an
+    ``fit`` of the same run while the first is alive, in this process or another (in a
+    parallel ``GridSearchCV``, the candidates that differ only downstream of the
+    distiller share its run on each fold), waits for the first to end, then reads the
+    checkpoint it left: complete (nothing is recomputed), or partial if it died (the
+    run resumes). Fits of other runs go on side by side. Temporary files of an
     interrupted write (``distiller-<digest>.pt.*.tmp``) are removed by the next ``fit``
     of their run, under its lock, so never while the run that writes them is alive. With
     ``random_state`` None (or a generator object), a resumed fit continues the saved
@@ -335,7 +337,7 @@ class DatasetDistiller(BaseEstimator):
             beyond 1e6 in magnitude, which overflow the float32 loop; the message
             says how to normalise); if ``checkpoint_dir`` holds this
             run's checkpoint damaged, of a newer format, or renamed from another
-            run's, or if a live fit of the same run holds it (see Notes).
+            run's (see Notes).
             A fit that raises leaves the estimator as it was before (fitted or not).
         """
         saved = {name: value for name, value in vars(self).items() if name.endswith("_")}
@@ -365,9 +367,9 @@ class DatasetDistiller(BaseEstimator):
                 params.update(method=strategy, method_params=None)
             fingerprint = run_fingerprint(params, X, y_index, classes, device,
                                           format_version=CHECKPOINT_FORMAT_VERSION)
-            # this run's own file and lock (a live fit of the same run is refused); its dead fits' temporaries go
-            files = held.enter_context(
-                RunCheckpoint(self.checkpoint_dir, CHECKPOINT_NAME, fingerprint, owner="DatasetDistiller"))
+            # this run's own file and lock (a live fit of the same run is waited for); its dead fits' temporaries go
+            files = held.enter_context(RunCheckpoint(self.checkpoint_dir, CHECKPOINT_NAME, fingerprint,
+                                                     owner="DatasetDistiller", verbose=self.verbose))
             checkpoint = files.read(kind=_CHECKPOINT_KIND, format_version=CHECKPOINT_FORMAT_VERSION,
                                     expected=_CHECKPOINT_KEYS, check=_check_seeds)
         rng = check_generator(self.random_state)

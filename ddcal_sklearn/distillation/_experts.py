@@ -208,10 +208,11 @@ class ExpertTrajectories(BaseEstimator):
     (``expert_0000.npz``) are still loaded when their fingerprint matches. A ``fit``
     holds an advisory lock of its run (``experts-<digest>.lock``, via the ``filelock``
     package; released by the operating system when the process dies) while it trains:
-    a second ``fit`` of the same experts while the first is alive is refused with a
-    ``ValueError`` (wait for it, then fit again to load its experts, or pass fitted
-    experts, or another ``checkpoint_dir``), and the temporary files of interrupted
-    writes are removed only by a later ``fit`` of their own run, under its lock.
+    a second ``fit`` of the same experts while the first is alive (the distillers of a
+    parallel grid search over ``method="mtt"`` share their experts) waits for it, then
+    loads the experts it saved (and trains those it did not finish, if it died), and
+    the temporary files of interrupted writes are removed only by a later ``fit`` of
+    their own run, under its lock.
 
     Examples
     --------
@@ -367,9 +368,9 @@ class ExpertTrajectories(BaseEstimator):
         try:
             if fingerprint is not None:
                 # this run's files and lock, held until the last expert is written: a live fit of the same
-                # experts is refused; the temporary files of its dead fits are removed
+                # experts is waited for; the temporary files of its dead fits are removed
                 files = held.enter_context(RunCheckpoint(self.checkpoint_dir, "experts", fingerprint,
-                                                         owner="ExpertTrajectories"))
+                                                         owner="ExpertTrajectories", verbose=self.verbose))
             for k, (seed_device, seed_cpu) in enumerate(seeds):
                 saved = self._load_checkpoint(k, files, n_params) if files is not None else None
                 if saved is not None:

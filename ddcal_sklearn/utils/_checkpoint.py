@@ -12,14 +12,16 @@ Several runs may share a ``checkpoint_dir`` (the candidates of a grid search, ru
 parallel): :class:`RunCheckpoint` names each run's files after its fingerprint
 (``distiller-<16 hex digits>.pt``), so different runs never overwrite each other and
 each resumes its own, and holds an advisory lock of the run for the whole fit, so a
-second live fit of the same run is refused and temporary files are removed only when
-they belong to a run that is dead.
+second live fit of the same run waits for the first and then reads its checkpoint
+(never two writers of one file), and temporary files are removed only when they belong
+to a run that is dead.
 """
 
 import hashlib
 import json
 import numbers
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -259,14 +261,23 @@ class RunCheckpoint:
 
     Used as a context manager around a whole ``fit``: entering takes the run's lock
     (``<stem>-<digest>.lock``, an advisory lock of the ``filelock`` package: ``flock``
-    on POSIX, which the kernel releases when the process dies, even by SIGKILL) without
-    waiting, then removes the temporary files of this run's earlier, dead fits; leaving
-    releases the lock. The lock file itself stays (removing it would let two processes
-    lock two different files of one name).
+    on POSIX, which the kernel releases when the process dies, even by SIGKILL), then
+    removes the temporary files of this run's earlier, dead fits; leaving releases the
+    lock. The lock file itself stays (removing it would let two processes lock two
+    different files of one name).
 
     A run is identified by :func:`fingerprint_digest`, so runs with other parameters or
     data have other files and other locks: they share a folder without ever touching
     each other's files, and a ``GridSearchCV`` candidate resumes its own checkpoint.
+
+    When a live fit of *the same run* holds the lock (in a parallel search, every
+    candidate that differs only downstream, e.g. in ``calibrator__mask_ratio``, shares
+    the distiller's run of its fold; or a fit retried while its first attempt is still
+    running), entering waits until that fit ends, then reads the checkpoint it left:
+    complete when it finished (nothing is recomputed, the result is the one a
+    sequential search gets), partial when it died (the run resumes from it). Two fits
+    never write one file, and a search never fails because two of its fits met. The
+    wait is unbounded: a fit of the same run that hangs keeps this one waiting.
 
     Parameters
     ----------
@@ -281,15 +292,16 @@ class RunCheckpoint:
         The run's :func:`run_fingerprint`.
     owner : str
         The estimator's class name, for messages.
-
-    Raises
-    ------
-    ValueError
-        On entering, if a live fit (of this or another process) holds the run's lock.
+    verbose : int, default=0
+        Nonzero: say on stderr when entering waits for a live fit of the same run.
+    poll_interval : float, default=0.1
+        Seconds between two tries of a held lock.
     """
 
-    def __init__(self, checkpoint_dir, name, fingerprint, *, owner):
+    def __init__(self, checkpoint_dir, name, fingerprint, *, owner, verbose=0, poll_interval=0.1):
         self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+        self.poll_interval = poll_interval
         self.directory = Path(checkpoint_dir)
         self.fingerprint = fingerprint
         self.owner = owner
@@ -308,16 +320,17 @@ class RunCheckpoint:
 
     def __enter__(self):
         self.directory.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.lock_path, timeout=0)  # one try: a live run is refused, never waited for
+        lock = FileLock(self.lock_path, timeout=0)
         try:
             lock.acquire()
         except Timeout:
-            raise ValueError(
-                f"checkpoint_dir={str(self.checkpoint_dir)!r} is in use by a live {self.owner} fit of this very "
-                f"run (same parameters and data), which holds {self.lock_path.name}: two fits of one run would "
-                "write the same checkpoint. Wait for that fit to end (this fit then resumes or reads its "
-                "checkpoint), or pass another checkpoint_dir."
-            ) from None
+            # a live fit of this very run (same parameters and data): its result is this fit's result, so
+            # wait for it to end (or die: the kernel releases its lock), then read what it left
+            if self.verbose:
+                print(f"{self.owner}: a live fit of this very run holds {self.lock_path} in "
+                      f"checkpoint_dir={str(self.checkpoint_dir)!r}; waiting for it to end, then resuming "
+                      "from its checkpoint.", file=sys.stderr, flush=True)
+            lock.acquire(timeout=-1, poll_interval=self.poll_interval)
         try:
             # every file of this run is named <prefix>..., so each <prefix>*.tmp is a temporary of one of
             # this run's writes; holding the run's lock, no live fit can be writing it: it is stale
