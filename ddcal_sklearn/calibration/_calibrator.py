@@ -304,7 +304,10 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         lowest mean loss; "one_se" the smallest ratio whose mean loss is within
         one standard error of the lowest, so that a network that needs no masking
         gets plain temperature scaling (``r = 0``, when among the candidates)
-        unless masking clearly pays. ``mask_ratio="auto"`` takes the lowest.
+        unless masking clearly pays. For ``mask_ratio="auto"`` the same rule
+        corrects a bias: its clones learnt from ``(cv - 1) / cv`` of the set, are
+        less sure than the network trained on all of it, and so favour slightly
+        too much masking.
     selection_cv : int, default=5
         Number of folds of the calibration samples when choosing among a sequence
         of ratios (at least 2).
@@ -738,7 +741,9 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
                                 loss=self.selection_loss, fold_weights=[weights(train) for train, _ in splits],
                                 held_out_weights=None if sample_weight is None else
                                 [weights(test) for _, test in splits])
-        choice = int(np.argmin(curve.losses))
+        # one-SE towards less masking: the clones learnt from (cv - 1) / cv of the set, so they are less sure
+        # on unseen samples than the network trained on all of it, and their best ratio errs on the high side
+        choice = select_mask_ratio(mask_ratios, curve.fold_losses, rule=self.selection_rule)
         final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y, **params)
         _, masked = _held_out_logits(final, X, self.classes_, mask_ratios[choice:choice + 1], rng, names)
         temperature = _fit_pair_temperature(masked[0], y_index, sample_weight)
