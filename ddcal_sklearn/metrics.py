@@ -789,8 +789,12 @@ def make_calibration_scorer(loss_func, **kwargs):
     return _ProbaLossScorer(loss_func, kwargs)
 
 
+#: Scorer of the negated top-label ECE (15 bins), greater is better:
+#: ``GridSearchCV(..., scoring=ece_scorer)``. Made by :func:`make_calibration_scorer`.
 ece_scorer = make_calibration_scorer(expected_calibration_error)
+#: Scorer of the negated maximum calibration error (15 bins), greater is better.
 mce_scorer = make_calibration_scorer(maximum_calibration_error)
+#: Scorer of the negated classwise ECE (15 bins), greater is better.
 classwise_ece_scorer = make_calibration_scorer(classwise_calibration_error)
 
 #: Multi-metric ``scoring=`` dict; log loss and Brier also get the fitted

@@ -223,12 +223,13 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *input_shape_)
+        X : array-like
+            Samples of shape ``(n_samples, *input_shape_)``.
 
         Returns
         -------
-        X_whitened : ndarray of the same shape, float32 or float64 as ``X`` (other
-            types become float64).
+        X_whitened : ndarray
+            The shape of ``X``; float32 or float64 as ``X`` (other types become float64).
         """
         flat, shape = self._flat_input(X)
         dtype = flat.dtype
@@ -241,12 +242,14 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *input_shape_)
-            Whitened samples (e.g. a synthetic set distilled in the whitened space).
+        X : array-like
+            Whitened samples of shape ``(n_samples, *input_shape_)`` (e.g. a synthetic set
+            distilled in the whitened space).
 
         Returns
         -------
-        X_original : ndarray of the same shape, in the space ``fit`` saw (e.g. pixels).
+        X_original : ndarray
+            The shape of ``X``, in the space ``fit`` saw (e.g. pixels).
         """
         flat, shape = self._flat_input(X)
         dtype = flat.dtype

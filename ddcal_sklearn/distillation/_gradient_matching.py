@@ -188,11 +188,14 @@ class GradientMatching(DistillationStrategy):
         ``"mse"``: squared Euclidean distance over all parameters. ``"cosine"``:
         ``1 - cos`` of all gradients flattened into one vector.
 
+    Notes
+    -----
     Pass an instance as ``DatasetDistiller(method=GradientMatching(...))``: every
     parameter is then reachable as ``method__<name>`` (``GridSearchCV``), and invalid
-    values raise ``ValueError`` before any work. The distance is summed over classes: ``loss_curve_`` holds that sum. The reference learns the
-    images with ``lr_images=0.1`` and ``momentum=0.5`` (pass them to the
-    distiller; its default ``lr_images=1.0`` is DM's, and also works for DC).
+    values raise ``ValueError`` before any work. The distance is summed over classes:
+    ``loss_curve_`` holds that sum. The reference learns the images with
+    ``lr_images=0.1`` and ``momentum=0.5`` (pass them to the distiller; its default
+    ``lr_images=1.0`` is DM's, and also works for DC).
 
     References
     ----------
