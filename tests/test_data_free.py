@@ -18,6 +18,7 @@ from ddcal_sklearn import (
     expected_calibration_error,
     fit_temperature,
     load_calibration,
+    mask_elements,
 )
 from ddcal_sklearn.calibration import MASK_RATIO_CANDIDATES, data_free_curve, select_mask_ratio
 
@@ -212,3 +213,32 @@ def test_one_standard_error_rule_keeps_a_calibrated_model_unmasked(digits_split)
     assert mts.mask_ratio_ == 0.0
     # r = 0 is not merely the default: heavy masking loses clearly, so the curve is informative
     assert curve.losses[-1] > curve.losses[0] + 3 * curve.fold_losses[:, 0].std(ddof=1) / np.sqrt(5)
+
+
+def test_several_mask_draws_fit_one_temperature_on_all_of_them(digits_split):
+    """n_masks=k is the temperature of the k draws' logits stacked, drawn in order from random_state."""
+    X_tr, y_tr, X_cal, y_cal, *_ = digits_split
+    flat = lambda X: X.reshape(len(X), -1)  # noqa: E731
+    lr = LogisticRegression(max_iter=500).fit(flat(X_tr), y_tr)
+    mts = MaskedTemperatureCalibrator(FrozenEstimator(lr), mask_ratio=0.4, n_masks=3, random_state=7)
+    mts.fit(flat(X_cal), y_cal)
+    rng = np.random.default_rng(7)
+    stacked = np.concatenate([lr.decision_function(mask_elements(flat(X_cal), 0.4, random_state=rng))
+                              for _ in range(3)])
+    np.testing.assert_allclose(mts.temperatures_[0], fit_temperature(stacked, np.tile(y_cal, 3)), rtol=1e-12)
+    # the same with cross-validation, a sequence of ratios, and the data-free choice
+    for params in ({"mask_ratio": [0.0, 0.4], "cv": 3}, {"mask_ratio": "auto", "cv": 3}):
+        model = MaskedTemperatureCalibrator(LogisticRegression(max_iter=300), n_masks=2, random_state=0, **params)
+        assert model.fit(flat(X_cal[:200]), y_cal[:200]).temperatures_.min() > 0
+
+
+def test_more_mask_draws_make_the_temperature_steadier(distilled):
+    """On a set of 50 images one draw leaves the MTS temperature noisy; 16 draws average it out."""
+    X_syn, y_syn, net = distilled
+    spread = {}
+    for n_masks in (1, 16):
+        temperatures = [MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=0.5, n_masks=n_masks,
+                                                    random_state=seed).fit(X_syn, y_syn).temperatures_[0]
+                        for seed in range(8)]
+        spread[n_masks] = np.std(np.log(temperatures))
+    assert spread[16] < spread[1] / 2

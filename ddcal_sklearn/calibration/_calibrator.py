@@ -56,6 +56,7 @@ from ._persistence import (
 from ._data_free import data_free_curve
 from ._temperature import (
     MASK_RATIO_CANDIDATES,
+    _stack_draws,
     _temperature_from_logits,
     mask_ratio_losses,
     select_mask_ratio,
@@ -159,31 +160,37 @@ def _mask_inputs(X, mask_ratio, rng):
     return masked
 
 
-def _held_out_logits(fitted, X, classes, mask_ratios, rng, feature_names=None):
-    """Logits of ``X`` masked at every ratio, and clean ones when a ratio must be chosen."""
+def _held_out_logits(fitted, X, classes, mask_ratios, rng, feature_names=None, n_masks=1):
+    """Logits of ``X`` masked at every ratio, ``(n_masks, n, k)`` each, and clean ones when a ratio must be chosen.
+
+    A ratio of 0 masks nothing: one draw, the clean logits.
+    """
     clean = _logits_in_columns(fitted, X, classes, feature_names) if len(mask_ratios) > 1 else None
-    masked = [_logits_in_columns(fitted, X if r == 0.0 else _mask_inputs(X, r, rng), classes, feature_names)
+    masked = [_logits_in_columns(fitted, X, classes, feature_names)[None] if r == 0.0 else
+              np.stack([_logits_in_columns(fitted, _mask_inputs(X, r, rng), classes, feature_names)
+                        for _ in range(n_masks)])
               for r in mask_ratios]
     return clean, masked
 
 
-def _fit_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_params, feature_names=None):
+def _fit_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_params, feature_names=None, n_masks=1):
     """Fit a clone on ``train`` (fit parameters of one value per sample sliced to it); held-out logits of ``test``."""
     fit_params_train = _check_method_params(X, params=fit_params, indices=train)
     fitted = clone(estimator).fit(with_feature_names(_safe_indexing(X, train), feature_names),
                                   _safe_indexing(y, train), **fit_params_train)
     clean, masked = _held_out_logits(fitted, _safe_indexing(X, test), classes, mask_ratios,
-                                     np.random.default_rng(seed), feature_names)
+                                     np.random.default_rng(seed), feature_names, n_masks)
     return fitted, test, clean, masked
 
 
-def _fit_data_free_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_params, feature_names=None):
+def _fit_data_free_fold(estimator, X, y, train, test, classes, mask_ratios, seed, fit_params, feature_names=None,
+                        n_masks=1):
     """A clone fitted on ``train``: its logits of ``train`` masked at every ratio, and its clean logits of ``test``."""
     fitted, _, _, (held_out,) = _fit_fold(estimator, X, y, train, test, classes, [0.0], seed, fit_params,
                                           feature_names)
     _, masked = _held_out_logits(fitted, _safe_indexing(X, train), classes, mask_ratios,
-                                 np.random.default_rng(seed + 1), feature_names)
-    return fitted, train, test, masked, held_out
+                                 np.random.default_rng(seed + 1), feature_names, n_masks)
+    return fitted, train, test, masked, held_out[0]
 
 
 def _fit_pair_temperature(scores, y_index, sample_weight):
@@ -191,7 +198,9 @@ def _fit_pair_temperature(scores, y_index, sample_weight):
 
     Held-out samples of a class the estimator never saw (logit ``-inf``) have
     probability 0 at every temperature: a constant term of the NLL, left out.
+    ``scores`` of several mask draws, ``(n_draws, n, k)``, fit one temperature on all.
     """
+    scores, y_index, sample_weight = _stack_draws(scores, y_index, sample_weight)
     if y_index.ndim == 2:  # soft labels: known where every class of positive probability has a logit
         known = (np.isfinite(scores) | (y_index == 0)).all(axis=1)
     else:
@@ -311,6 +320,14 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     selection_cv : int, default=5
         Number of folds of the calibration samples when choosing among a sequence
         of ratios (at least 2).
+    n_masks : int, default=1
+        Independent masks drawn per calibration sample; the temperature minimises
+        the NLL averaged over them. 1 is the paper's MTS (one fresh mask per sample
+        per fit). On a set of a hundred images one draw leaves the temperature
+        noisy (a different ``random_state`` can move the test ECE by points);
+        more draws average that noise away at the cost of ``n_masks`` forward
+        passes per ratio. Also used by ``mask_ratio="auto"`` and by the choice
+        among a sequence of ratios.
 
     Attributes
     ----------
@@ -450,11 +467,12 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         "selection_loss": [StrOptions({"log_loss", "ece"})],
         "selection_rule": [StrOptions({"one_se", "min"})],
         "selection_cv": [Interval(numbers.Integral, 2, None, closed="left")],
+        "n_masks": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     def __init__(self, estimator=None, *, mask_ratio=0.5, cv=None, ensemble="auto",
                  n_jobs=None, random_state=None, selection_loss="log_loss", selection_rule="one_se",
-                 selection_cv=5):
+                 selection_cv=5, n_masks=1):
         self.estimator = estimator
         self.mask_ratio = mask_ratio
         self.cv = cv
@@ -464,6 +482,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         self.selection_loss = selection_loss
         self.selection_rule = selection_rule
         self.selection_cv = selection_cv
+        self.n_masks = n_masks
 
     def _data_free(self):
         return isinstance(self.mask_ratio, str)  # "auto", the only string _parameter_constraints allow
@@ -639,7 +658,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
 
         if frozen and not ensemble:
             folds = [(estimator, np.arange(len(y)),
-                      *_held_out_logits(estimator, X, self.classes_, mask_ratios, rng, names))]
+                      *_held_out_logits(estimator, X, self.classes_, mask_ratios, rng, names, self.n_masks))]
         else:
             self._check_folds(y_index)
             cv = check_cv(self.cv, y, classifier=True)
@@ -647,7 +666,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             seeds = [draw_seed(rng) for _ in splits]
             folds = Parallel(n_jobs=self.n_jobs)(
                 delayed(_fit_fold)(estimator, X, y, train, test, self.classes_, mask_ratios, seed,
-                                   estimator_params, names)
+                                   estimator_params, names, self.n_masks)
                 for (train, test), seed in zip(splits, seeds)
             )
             for k, (fitted, *_) in enumerate(folds):
@@ -663,12 +682,12 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         held_out = np.concatenate([test for _, test, _, _ in folds])
         if len(mask_ratios) > 1:
             clean = np.concatenate([clean for _, _, clean, _ in folds])
-            masked = [np.concatenate([fold[3][k] for fold in folds]) for k in range(len(mask_ratios))]
+            masked = [np.concatenate([fold[3][k] for fold in folds], axis=1) for k in range(len(mask_ratios))]
             y_held = y_index[held_out]
             w_held = None if sample_weight is None else sample_weight[held_out]
             known = np.isfinite(clean[np.arange(len(y_held)), y_held])
             if not known.all():  # classes a fold's estimator never saw: the same infinite loss for every ratio
-                clean, masked, y_held = clean[known], [m[known] for m in masked], y_held[known]
+                clean, masked, y_held = clean[known], [m[:, known] for m in masked], y_held[known]
                 w_held = None if w_held is None else w_held[known]
             losses, fold_losses = mask_ratio_losses(masked, clean, y_held, loss=self.selection_loss,
                                                     sample_weight=w_held, random_state=rng,
@@ -688,7 +707,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             pairs = [(fitted, _fit_pair_temperature(masked[choice], y_index[test], weights(test)))
                      for fitted, test, _, masked in folds]
         else:
-            temperature = _fit_pair_temperature(np.concatenate([f[3][choice] for f in folds]),
+            temperature = _fit_pair_temperature(np.concatenate([f[3][choice] for f in folds], axis=1),
                                                  y_index[held_out], weights(held_out))
             final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y,
                                                                   **estimator_params)
@@ -724,7 +743,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         seeds = [draw_seed(rng) for _ in splits]
         mask_ratios = list(MASK_RATIO_CANDIDATES)
         folds = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_data_free_fold)(inner, X, y, train, test, self.classes_, mask_ratios, seed, params, names)
+            delayed(_fit_data_free_fold)(inner, X, y, train, test, self.classes_, mask_ratios, seed, params, names,
+                                         self.n_masks)
             for (train, test), seed in zip(splits, seeds))
         for k, (fitted, *_) in enumerate(folds):
             missing = np.setdiff1d(self.classes_, fitted.classes_)
@@ -745,7 +765,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         # on unseen samples than the network trained on all of it, and their best ratio errs on the high side
         choice = select_mask_ratio(mask_ratios, curve.fold_losses, rule=self.selection_rule)
         final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y, **params)
-        _, masked = _held_out_logits(final, X, self.classes_, mask_ratios[choice:choice + 1], rng, names)
+        _, masked = _held_out_logits(final, X, self.classes_, mask_ratios[choice:choice + 1], rng, names,
+                                     self.n_masks)
         temperature = _fit_pair_temperature(masked[0], y_index, sample_weight)
         test_rows = np.concatenate([test for _, test in splits])
         held_out = np.concatenate([held_out for *_, held_out in folds])

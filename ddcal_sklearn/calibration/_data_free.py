@@ -17,7 +17,7 @@ from scipy.special import log_softmax
 from sklearn.utils import Bunch
 
 from ..metrics import expected_calibration_error
-from ._temperature import _temperature_from_logits
+from ._temperature import _stack_draws, _temperature_from_logits
 
 __all__ = ["data_free_curve"]
 
@@ -41,7 +41,8 @@ def data_free_curve(fold_masked_logits, fold_y, held_out_logits, held_out_y, *, 
     ----------
     fold_masked_logits : list of list of ndarray
         ``[k][r]``: logits of fold ``k``'s training rows masked at ratio ``r``,
-        of shape ``(n_train_k, n_classes)``.
+        of shape ``(n_train_k, n_classes)``, or ``(n_draws, n_train_k, n_classes)``
+        for several mask draws.
     fold_y : list of ndarray
         ``[k]``: column index of the class of each training row of fold ``k``.
     held_out_logits : list of ndarray
@@ -78,7 +79,7 @@ def data_free_curve(fold_masked_logits, fold_y, held_out_logits, held_out_y, *, 
     n_folds, n_ratios = len(fold_masked_logits), len(fold_masked_logits[0])
     fold_weights = fold_weights or [None] * n_folds
     held_out_weights = held_out_weights or [None] * n_folds
-    temperatures = np.array([[_temperature_from_logits(m, y_k, w_k) for m in masked]
+    temperatures = np.array([[_temperature_from_logits(*_stack_draws(m, y_k, w_k)) for m in masked]
                              for masked, y_k, w_k in zip(fold_masked_logits, fold_y, fold_weights)])
     y_pooled = np.concatenate(held_out_y)
     w_pooled = None if held_out_weights[0] is None else np.concatenate(held_out_weights)

@@ -59,6 +59,19 @@ def _check_weights(sample_weight, logits):
         return _check_sample_weight(sample_weight, logits, dtype=np.float64, ensure_non_negative=True)
 
 
+def _stack_draws(logits, y, sample_weight=None):
+    """Logits of several mask draws, ``(n_draws, n, k)``, as ``(n_draws * n, k)`` rows with ``y`` and weights tiled.
+
+    Fitting one temperature on all draws minimises the NLL averaged over the draws (a
+    Monte Carlo estimate of its expectation over masks); 2-D logits pass unchanged.
+    """
+    if logits.ndim == 2:
+        return logits, y, sample_weight
+    draws = len(logits)
+    return (logits.reshape(-1, logits.shape[-1]), np.tile(y, (draws,) + (1,) * (y.ndim - 1)),
+            None if sample_weight is None else np.tile(sample_weight, draws))
+
+
 def _temperature_from_logits(logits, y, sample_weight=None):
     """The bounded search itself, on validated float64 arrays.
 
@@ -195,9 +208,10 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
 
     Parameters
     ----------
-    masked_logits : sequence of array-like of shape (n_samples, n_classes)
+    masked_logits : sequence of array-like of shape (n_samples, n_classes) or (n_draws, n_samples, n_classes)
         For each candidate ratio, the logits of the masked samples (a ratio of 0:
-        the clean logits).
+        the clean logits), or of several mask draws of them (each temperature is
+        then fitted on all draws).
     clean_logits : array-like of shape (n_samples, n_classes)
         Logits of the unmasked samples. ``-inf`` marks a class the estimator of a
         sample never saw (a cross-validation fold lacking it); the true class's
@@ -254,10 +268,12 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
     clean = _as_logits(clean_logits, "clean_logits", ensure_all_finite=False)
     y_index = _check_class_indices(y, len(clean), clean.shape[1])
     clean = _check_selection_logits(clean, y_index, "clean_logits")
-    masked_by_ratio = [_check_selection_logits(m, y_index, "masked_logits") for m in masked_logits]
-    if not masked_by_ratio or any(m.shape != clean.shape for m in masked_by_ratio):
+    masked_by_ratio = [np.stack([_check_selection_logits(draw, y_index, "masked_logits") for draw in m])
+                       if np.ndim(m) == 3 else _check_selection_logits(m, y_index, "masked_logits")[None]
+                       for m in masked_logits]
+    if not masked_by_ratio or any(m.shape[1:] != clean.shape for m in masked_by_ratio):
         raise ValueError(f"masked_logits must be a non-empty sequence of arrays of the shape of clean_logits "
-                         f"{clean.shape}, got shapes {[m.shape for m in masked_by_ratio]}.")
+                         f"{clean.shape} (or of mask draws of it), got shapes {[m.shape for m in masked_by_ratio]}.")
     weights = _check_weights(sample_weight, clean)
     rng = check_generator(random_state)
     n_classes = clean.shape[1]
@@ -274,7 +290,7 @@ def mask_ratio_losses(masked_logits, clean_logits, y, *, loss="log_loss", sample
             raise ValueError("sample_weight sums to 0 on one of the two selection halves; give more "
                              "calibration samples positive weights.")
         for k, masked in enumerate(masked_by_ratio):
-            temperature = _temperature_from_logits(masked[fit_idx], y_index[fit_idx], fit_weights)
+            temperature = _temperature_from_logits(*_stack_draws(masked[:, fit_idx], y_index[fit_idx], fit_weights))
             log_proba = log_softmax(clean[score_idx] / temperature, axis=1)
             if loss == "log_loss":
                 true_log_proba = log_proba[np.arange(len(score_idx)), y_index[score_idx]]
