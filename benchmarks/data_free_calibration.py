@@ -14,7 +14,8 @@ one network is trained on the set and calibrated by:
   ``MTS on val`` (ratio in ``MASK_RATIO_CANDIDATES`` by the one-standard-error rule);
 - ``oracle``: the MTS ratio on the set that is best *on test*: an unattainable bound, never a method.
 
-Every cell is cached (``--out``/cache), so an interrupted run resumes. Usage::
+``--n-masks 10`` draws 10 masks per sample in every MTS fit (``n_masks``). Every cell is cached
+(``--out``/cache), so an interrupted run resumes. Usage::
 
     python benchmarks/data_free_calibration.py --dataset digits --seeds 0 1 2
     DDCAL_DATA=../shared/datasets python benchmarks/data_free_calibration.py --dataset fashion-mnist
@@ -92,7 +93,7 @@ def scores(y, logits, temperature):
             "nll": float(-proba_log[np.arange(len(y)), y].mean())}
 
 
-def cell(dataset, name, seed, data, experts):
+def cell(dataset, name, seed, data, experts, n_masks=1):
     """Every calibration of one network; a JSON-able record."""
     X_train, y_train, X_val, y_val, X_test, y_test = data
     settings = SETTINGS[dataset]
@@ -104,11 +105,12 @@ def cell(dataset, name, seed, data, experts):
     z_test = net.decision_function(X_test)
     frozen = FrozenEstimator(net)
     def on_set(r):
-        return MaskedTemperatureCalibrator(frozen, mask_ratio=r, random_state=seed).fit(X, y)
+        return MaskedTemperatureCalibrator(frozen, mask_ratio=r, n_masks=n_masks, random_state=seed).fit(X, y)
 
     auto = on_set("auto")
     curve = auto.mask_ratio_losses_
-    val = MaskedTemperatureCalibrator(frozen, mask_ratio=list(MASK_RATIO_CANDIDATES), random_state=seed)
+    val = MaskedTemperatureCalibrator(frozen, mask_ratio=list(MASK_RATIO_CANDIDATES), n_masks=n_masks,
+                                      random_state=seed)
     val.fit(X_val, y_val)
     temperatures = {
         "none": 1.0,
@@ -131,7 +133,8 @@ def cell(dataset, name, seed, data, experts):
     k = int(np.argmin(oracle))
     temperatures["oracle"], chosen["oracle"] = float(on_set_temperatures[k]), float(curve.mask_ratios[k])
     return {
-        "dataset": dataset, "set": name, "seed": seed, "n_train": len(y), "epochs": epochs, "lr": lr,
+        "dataset": dataset, "set": name, "seed": seed, "n_masks": n_masks, "n_train": len(y), "epochs": epochs,
+        "lr": lr,
         "accuracy": float((z_test.argmax(1) == np.searchsorted(net.classes_, y_test)).mean()),
         "temperatures": temperatures, "chosen_ratio": chosen,
         "test": {k: scores(np.searchsorted(net.classes_, y_test), z_test, t) for k, t in temperatures.items()},
@@ -174,6 +177,7 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="outputs/data-free")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-masks", type=int, default=1, help="mask draws per sample of every MTS fit")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cache = Path(args.out) / "cache"
@@ -193,15 +197,16 @@ def main(argv=None):
         for name in args.sets:
             path = cache / f"{args.dataset}-{name}-seed{seed}.json"
             if not path.exists():
-                record = cell(args.dataset, name, seed, data, experts)
+                record = cell(args.dataset, name, seed, data, experts, n_masks=args.n_masks)
                 path.write_text(json.dumps(record))
                 print(f"{path.name}: accuracy {record['accuracy']:.3f}, ECE none {record['test']['none']['ece']:.3f}"
                       f" auto {record['test']['mts_auto']['ece']:.3f} (r={record['chosen_ratio']['mts_auto']}) "
                       f"ts_val {record['test']['ts_val']['ece']:.3f}, {record['seconds']['total']:.0f} s",
                       flush=True)
             records.append(json.loads(path.read_text()))
-    text = (f"{args.dataset}, test ECE (%), 15 bins, mean ± std over seeds; CPU ({platform.processor() or 'cpu'}), "
-            f"torch {torch.__version__}, {args.threads} thread(s)\n\n" + table(records))
+    text = (f"{args.dataset}, test ECE (%), 15 bins, mean ± std over seeds; n_masks={args.n_masks}; CPU "
+            f"({platform.processor() or 'cpu'}), torch {torch.__version__}, {args.threads} thread(s)\n\n"
+            + table(records))
     (Path(args.out) / f"{args.dataset}.md").write_text(text)
     print(text)
 
