@@ -626,6 +626,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         Returns
         -------
         self : MaskedTemperatureCalibrator
+            The fitted calibrator.
         """
         mask_ratios = self._mask_ratios()
         estimator = self._get_estimator()
@@ -815,6 +816,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            Calibrated class probabilities, columns in the order of ``classes_``.
         """
         X = self._check_predict_input(X)
         n_classes = len(self.classes_)
@@ -861,6 +863,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            Predicted class labels.
         """
         indices = np.argmax(self.predict_proba(X), axis=1)  # checks fitted before classes_ is read
         return self.classes_[indices]

@@ -149,6 +149,7 @@ def fit_temperature(logits, y, sample_weight=None):
     Returns
     -------
     temperature : float
+        The fitted ``T``; calibrated probabilities are ``softmax(logits / T)``.
 
     Raises
     ------
