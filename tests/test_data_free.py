@@ -94,7 +94,9 @@ def test_auto_is_reproducible_and_records_its_curve(distilled, digits_split):
     curve = a.mask_ratio_losses_
     np.testing.assert_array_equal(curve.mask_ratios, MASK_RATIO_CANDIDATES)
     assert curve.fold_losses.shape == curve.fold_temperatures.shape == (5, len(MASK_RATIO_CANDIDATES))
-    assert a.mask_ratio_ == MASK_RATIO_CANDIDATES[select_mask_ratio(MASK_RATIO_CANDIDATES, curve.fold_losses)]
+    assert a.mask_ratio_ == MASK_RATIO_CANDIDATES[int(np.argmin(curve.log_loss))]  # selection_rule="auto": min
+    one_se = clone(a.set_params(selection_rule="one_se")).fit(X_syn, y_syn)
+    assert one_se.mask_ratio_ == MASK_RATIO_CANDIDATES[select_mask_ratio(MASK_RATIO_CANDIDATES, curve.fold_losses)]
     np.testing.assert_allclose(curve.fold_losses.mean(axis=0), curve.log_loss, rtol=0.2)  # pooled vs fold mean
     # the clones fit their training rows perfectly: without a mask their temperature is far below the masked ones
     assert curve.fold_temperatures[:, 0].max() < curve.fold_temperatures[:, -1].min()

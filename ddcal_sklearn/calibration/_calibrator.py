@@ -307,16 +307,15 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     selection_loss : {"log_loss", "ece"}, default="log_loss"
         Held-out loss used to choose among several mask ratios, or by
         ``mask_ratio="auto"``.
-    selection_rule : {"one_se", "min"}, default="one_se"
-        How a sequence of ratios is chosen from the fold losses
-        (:func:`~ddcal_sklearn.calibration.select_mask_ratio`): "min" takes the
-        lowest mean loss; "one_se" the smallest ratio whose mean loss is within
-        one standard error of the lowest, so that a network that needs no masking
-        gets plain temperature scaling (``r = 0``, when among the candidates)
-        unless masking clearly pays. For ``mask_ratio="auto"`` the same rule
-        corrects a bias: its clones learnt from ``(cv - 1) / cv`` of the set, are
-        less sure than the network trained on all of it, and so favour slightly
-        too much masking.
+    selection_rule : {"auto", "one_se", "min"}, default="auto"
+        How the ratio is chosen from the held-out losses. "min": the lowest loss.
+        "one_se" (:func:`~ddcal_sklearn.calibration.select_mask_ratio`): the
+        smallest ratio whose mean fold loss is within one standard error of the
+        lowest. "auto": "one_se" for a sequence of ratios on real data (a network
+        that needs no masking gets plain temperature scaling, ``r = 0``, unless
+        masking clearly pays), "min" (of the loss pooled over folds) for
+        ``mask_ratio="auto"``, where a small ratio is the failure case, not the
+        safe one (TS on the memorised set).
     selection_cv : int, default=5
         Number of folds of the calibration samples when choosing among a sequence
         of ratios (at least 2).
@@ -340,8 +339,9 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
     mask_ratio_ : float
         The ratio used (the chosen one when several were given).
     mask_ratio_losses_ : Bunch or None
-        ``mask_ratios`` and their held-out ``losses`` (mean over folds) when a ratio
-        was chosen, with ``fold_losses`` (n_folds, n_ratios). For ``"auto"`` also
+        ``mask_ratios`` and their held-out ``losses`` (the mean over folds; for
+        ``"auto"``, pooled over the folds' held-out rows) when a ratio was chosen,
+        with ``fold_losses`` (n_folds, n_ratios). For ``"auto"`` also
         ``log_loss`` and ``ece`` (both held-out criteria), ``fold_temperatures``
         and ``cross_fitted_temperature`` (plain temperature scaling of the pooled
         held-out logits of the clones: the cross-fitted TS calibrator). None for a
@@ -465,13 +465,13 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state", np.random.Generator],
         "selection_loss": [StrOptions({"log_loss", "ece"})],
-        "selection_rule": [StrOptions({"one_se", "min"})],
+        "selection_rule": [StrOptions({"auto", "one_se", "min"})],
         "selection_cv": [Interval(numbers.Integral, 2, None, closed="left")],
         "n_masks": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     def __init__(self, estimator=None, *, mask_ratio=0.5, cv=None, ensemble="auto",
-                 n_jobs=None, random_state=None, selection_loss="log_loss", selection_rule="one_se",
+                 n_jobs=None, random_state=None, selection_loss="log_loss", selection_rule="auto",
                  selection_cv=5, n_masks=1):
         self.estimator = estimator
         self.mask_ratio = mask_ratio
@@ -693,7 +693,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
             losses, fold_losses = mask_ratio_losses(masked, clean, y_held, loss=self.selection_loss,
                                                     sample_weight=w_held, random_state=rng,
                                                     n_splits=self.selection_cv, return_folds=True)
-            choice = select_mask_ratio(mask_ratios, fold_losses, rule=self.selection_rule)
+            choice = select_mask_ratio(mask_ratios, fold_losses,
+                                       rule="one_se" if self.selection_rule == "auto" else self.selection_rule)
             self.mask_ratio_losses_ = Bunch(mask_ratios=np.asarray(mask_ratios), losses=losses,
                                             fold_losses=fold_losses)
         else:
@@ -762,9 +763,11 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
                                 loss=self.selection_loss, fold_weights=[weights(train) for train, _ in splits],
                                 held_out_weights=None if sample_weight is None else
                                 [weights(test) for _, test in splits])
-        # one-SE towards less masking: the clones learnt from (cv - 1) / cv of the set, so they are less sure
-        # on unseen samples than the network trained on all of it, and their best ratio errs on the high side
-        choice = select_mask_ratio(mask_ratios, curve.fold_losses, rule=self.selection_rule)
+        # the lowest pooled loss: on the benchmark (docs/results.md, section 4) the one-SE rule towards less
+        # masking did worse here, where a small ratio is the failure case (TS on the memorised set)
+        rule = "min" if self.selection_rule == "auto" else self.selection_rule
+        choice = (int(np.argmin(curve.losses)) if rule == "min" else
+                  select_mask_ratio(mask_ratios, curve.fold_losses, rule=rule))
         final = estimator if frozen else clone(estimator).fit(with_feature_names(X, names), y, **params)
         _, masked = _held_out_logits(final, X, self.classes_, mask_ratios[choice:choice + 1], rng, names,
                                      self.n_masks)
