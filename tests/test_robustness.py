@@ -133,7 +133,7 @@ def test_single_calibration_sample(digits_images):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(mts.predict(X[400:450]), net.predict(X[400:450]))
     # choosing a ratio needs held-out halves: a clear error, not a crash in the splitter
-    with pytest.raises(ValueError, match="at least 4 calibration samples"):
+    with pytest.raises(ValueError, match="on 5 folds needs at least 10 calibration samples"):
         MaskedTemperatureCalibrator(FrozenEstimator(net), mask_ratio=[0.1, 0.5]).fit(X[300:301], y[300:301])
     # cross-validated folds cannot be made from one sample either
     with pytest.raises(ValueError, match=r"5-fold cross-validation.*\bcv\b"):
