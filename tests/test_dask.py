@@ -206,7 +206,12 @@ def test_the_evaluator_runs_on_a_worker_as_it_runs_here(client, data):
 
 
 def test_a_worker_killed_mid_fit_does_not_lose_the_search_and_its_fit_resumes(client, data, tmp_path):
+    # joblib's Dask backend scatters every task argument over 1 kB to *one* worker, and a scattered argument dies
+    # with its worker (no task can recompute it): the tasks that need it are then "already forgotten" and the
+    # search fails. X and y are broadcast (scatter=[X, y]: every worker holds them), and 200 samples keep each
+    # fold's index arrays (100 int64) under 1 kB, so a dead worker loses only its running tasks, which are retried
     X, y, X_test, _ = data
+    X, y = X[:200], y[:200]
     marker = tmp_path / "killed"
     model = DistilledClassifier(
         DatasetDistiller(**DISTILLER, method=DieOnce(marker=str(marker)), checkpoint_dir=str(tmp_path / "ckpt"),
