@@ -567,19 +567,20 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         else:
             n_folds = getattr(self.cv, "n_splits", None)
         counts = np.unique(y_index, return_counts=True)[1]
-        if data_free and isinstance(n_folds, numbers.Integral) and counts.min() < n_folds:
+        if not (isinstance(n_folds, numbers.Integral) and counts.min() < n_folds):
+            return
+        if data_free:
             raise ValueError(
                 f'mask_ratio="auto" cross-fits the estimator on {n_folds} folds of X, its training set, which '
                 f"needs at least {n_folds} samples of every class, but y has only {counts.min()} in its smallest "
                 "class. " + ("Lower cv (to 2 at least, e.g. cv=2)" if counts.min() >= 2 else
                              "With a single sample of a class nothing can be held out:")
                 + " or fix a mask_ratio (0.5 is the default).")
-        if isinstance(n_folds, numbers.Integral) and counts.min() < n_folds:
-            raise ValueError(
-                f"Requesting {n_folds}-fold cross-validation but y has fewer than {n_folds} "
-                "samples in at least one class: lower cv, or calibrate a fitted estimator "
-                "with FrozenEstimator."
-            )
+        raise ValueError(
+            f"Requesting {n_folds}-fold cross-validation but y has fewer than {n_folds} "
+            "samples in at least one class: lower cv, or calibrate a fitted estimator "
+            "with FrozenEstimator."
+        )
 
     def _route_fit_params(self, estimator, frozen, sample_weight, fit_params):
         """Parameters of the estimator's fit and of the splitter's split, as CalibratedClassifierCV routes them."""
@@ -654,7 +655,8 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         if len(self.classes_) < 2:
             raise ValueError(f"y has only one class ({self.classes_[0]!r}); calibration needs at least 2.")
         if self._data_free():
-            return self._fit_data_free(X, y, y_index, estimator, frozen, sample_weight, fit_params, names, rng)
+            return self._fit_data_free(X, y, y_index, estimator, frozen, sample_weight, fit_params, names, rng,
+                                       mask_ratios)
         estimator_params, split_params = self._route_fit_params(estimator, frozen, sample_weight, fit_params)
 
         if frozen and not ensemble:
@@ -720,7 +722,7 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         self.temperatures_ = np.array([t for _, t in pairs])
         return self
 
-    def _fit_data_free(self, X, y, y_index, estimator, frozen, sample_weight, fit_params, names, rng):
+    def _fit_data_free(self, X, y, y_index, estimator, frozen, sample_weight, fit_params, names, rng, mask_ratios):
         """``mask_ratio="auto"``: choose the ratio with nothing but ``X``, ``y``, the estimator's training set.
 
         Clones of the estimator (its own parameters) are fitted on ``cv`` folds of
@@ -743,7 +745,6 @@ class MaskedTemperatureCalibrator(ClassifierMixin, MetaEstimatorMixin, BaseEstim
         cv = check_cv(5 if self.cv is None else self.cv, y, classifier=True)
         splits = list(cv.split(X, y, **split_params))
         seeds = [draw_seed(rng) for _ in splits]
-        mask_ratios = list(MASK_RATIO_CANDIDATES)
         folds = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_data_free_fold)(inner, X, y, train, test, self.classes_, mask_ratios, seed, params, names,
                                          self.n_masks)
