@@ -20,6 +20,16 @@ def check_mask_ratio(mask_ratio, *, param="mask_ratio"):
     return float(mask_ratio)
 
 
+def _keep_mask(shape, mask_ratio, generator, device):
+    """The boolean keep-mask :func:`mask_elements` multiplies a tensor of ``shape`` by (True: kept).
+
+    One ``torch.rand`` of ``shape`` from ``generator``: the same generator state gives the
+    mask :func:`mask_elements` would apply, so a step can draw its mask apart from its
+    inputs (MTT's recomputed steps replayed from CUDA graphs do).
+    """
+    return torch.rand(shape, generator=generator, device=device) >= mask_ratio
+
+
 def mask_elements(X, mask_ratio, *, random_state=None):
     """Zero each element of ``X`` independently with probability ``mask_ratio``.
 
@@ -80,8 +90,7 @@ def mask_elements(X, mask_ratio, *, random_state=None):
                 "random_state must be a torch.Generator (or None) when X is a tensor, "
                 f"got {type(random_state).__name__}."
             )
-        uniform = torch.rand(X.shape, generator=random_state, device=X.device)
-        return X * (uniform >= mask_ratio).to(X.dtype)
+        return X * _keep_mask(X.shape, mask_ratio, random_state, X.device).to(X.dtype)
     try:
         X = np.asarray(X)
     except (TypeError, ValueError) as exc:  # ragged nested lists

@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ddcal_sklearn import ConvNet, DatasetDistiller, ExpertTrajectories, SiameseAugment, TrajectoryMatching
 from ddcal_sklearn.distillation import _experts as trajectories_module
+from ddcal_sklearn.distillation import _trajectory_matching as _trajectory_module
 from ddcal_sklearn.distillation import matching_loss
 from ddcal_sklearn.distillation._trajectory_matching import _TrajectoryMatchingRun
 
@@ -427,6 +428,114 @@ def test_experts_of_another_network_or_data_are_rejected(experts, digits_small):
     keep = y < 9
     with pytest.raises(ValueError, match="was fitted on classes"):
         DatasetDistiller(TrajectoryMatching(experts=experts, max_start_epoch=2), **MTT).fit(X[keep], y[keep])
+
+
+# ---------------------------------------------------------------------- CUDA graphs (cuda_graphs)
+def test_cuda_graphs_true_needs_cuda_and_does_not_change_the_fingerprint(experts, digits_small, tmp_path):
+    X, y = digits_small
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"cuda_graphs=True\) replays CUDA graphs, but the distiller runs on "
+                                             r"cpu: set device='cuda', or cuda_graphs='auto'"):
+            _mtt(experts, cuda_graphs=True).fit(X, y)
+    with pytest.raises(ValueError, match="'cuda_graphs' parameter of TrajectoryMatching"):
+        _mtt(experts, cuda_graphs="yes").fit(X, y)
+    # an execution knob, not part of the run: a run saved with one value resumes with the other
+    first = DatasetDistiller(TrajectoryMatching(experts=experts, syn_steps=2, max_start_epoch=2, cuda_graphs=False),
+                             **{**MTT, "n_iterations": 2}, checkpoint_dir=tmp_path).fit(X, y)
+    again = DatasetDistiller(TrajectoryMatching(experts=experts, syn_steps=2, max_start_epoch=2),
+                             **{**MTT, "n_iterations": 2}, checkpoint_dir=tmp_path).fit(X, y)
+    assert first.start_iteration_ == 0 and again.start_iteration_ == 2
+    np.testing.assert_array_equal(again.X_synthetic_, first.X_synthetic_)
+
+
+def _replayed_on_the_cpu(self, body, static, inputs):
+    """A CPU stand-in for a captured graph: replay reruns ``body`` and writes into the same output tensors,
+    as a CUDA graph writes into its static memory; everything around the graph runs as on a GPU."""
+    _trajectory_module._copy_static(static, inputs)
+    out = body()
+
+    def replay():
+        fresh = body()
+        with torch.no_grad():
+            for target, value in zip(out if isinstance(out, tuple) else (out,),
+                                     fresh if isinstance(fresh, tuple) else (fresh,)):
+                target.copy_(value)
+
+    return replay, out
+
+
+@pytest.mark.parametrize("mdt_mask_ratio", [0.0, 0.3])
+def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategies, digits_small, experts,
+                                                                       monkeypatch, mdt_mask_ratio):
+    """The plumbing of cuda_graphs on the CPU: with replays that rerun the captured body on the static
+    tensors, the gradient equals the eager one exactly, so every input (images, step size, parameters,
+    the reverse pass's cotangent, each step's minibatch, mask and augmentation) reaches the graphs."""
+    monkeypatch.setattr(_trajectory_module._GraphedSteps, "_capture", _replayed_on_the_cpu)
+    X, y = digits_small
+    method = TrajectoryMatching(experts=experts, max_start_epoch=2, syn_steps=9, batch_syn=7)
+    d = DatasetDistiller(method, ipc=2, n_iterations=0, mdt_mask_ratio=mdt_mask_ratio, net_params=NET,
+                         random_state=0).fit(X, y)
+    run = strategies[-1]
+    graphed = _trajectory_module._GraphedSteps(run.student_loss, run.device)
+    for _ in range(3):  # a fresh plan each time: keys captured before are replayed with new inputs
+        plan = run.draw_plan()
+        start, target = run.endpoints(plan)
+        results = []
+        for steps in (run.step_loss(plan), graphed.bind(lambda i: run.step_inputs(plan, i))):
+            X_syn = torch.tensor(d.X_synthetic_, requires_grad=True)
+            syn_lr = torch.tensor(0.05, requires_grad=True)
+            loss = matching_loss(steps, X_syn, syn_lr, start, target, 9, checkpointed=True)
+            loss.backward()
+            results.append((loss.detach(), X_syn.grad, syn_lr.grad))
+        (loss_eager, dX_eager, dlr_eager), (loss, dX, dlr) = results
+        assert dX_eager.abs().max() > 0
+        torch.testing.assert_close(loss, loss_eager, rtol=0, atol=0)
+        torch.testing.assert_close(dX, dX_eager, rtol=0, atol=0)
+        torch.testing.assert_close(dlr, dlr_eager, rtol=0, atol=0)
+    keys = set(graphed._graphs)
+    assert {key[0] for key in keys} == {7, 6} and len({key[2][0] for key in keys}) >= 2, keys
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mdt_mask_ratio", [0.0, 0.3])
+def test_steps_replayed_from_cuda_graphs_equal_the_eager_steps(strategies, digits_small, experts, mdt_mask_ratio):
+    # 9 steps of minibatches of 7 or 6 (of 20) images, one DSA transform drawn per step: several captured keys
+    X, y = digits_small
+    method = TrajectoryMatching(experts=experts, max_start_epoch=2, syn_steps=9, batch_syn=7)
+    d = DatasetDistiller(method, ipc=2, n_iterations=0, mdt_mask_ratio=mdt_mask_ratio, net_params=NET,
+                         device="cuda", random_state=0).fit(X, y)
+    run = strategies[-1]
+    assert run._graphed is not None  # "auto" on CUDA
+    for _ in range(3):  # a fresh plan each time: keys captured before are replayed with new inputs
+        plan = run.draw_plan()
+        start, target = run.endpoints(plan)
+        results = []
+        for steps in (run.step_loss(plan), run._graphed.bind(lambda i: run.step_inputs(plan, i))):
+            X_syn = torch.tensor(d.X_synthetic_, device="cuda", requires_grad=True)
+            syn_lr = torch.tensor(0.05, device="cuda", requires_grad=True)
+            loss = matching_loss(steps, X_syn, syn_lr, start, target, 9, checkpointed=True)
+            loss.backward()
+            results.append((loss.detach(), X_syn.grad, syn_lr.grad))
+        (loss_eager, dX_eager, dlr_eager), (loss, dX, dlr) = results
+        assert dX_eager.abs().max() > 0
+        torch.testing.assert_close(loss, loss_eager, rtol=1e-5, atol=0)
+        torch.testing.assert_close(dX, dX_eager, rtol=1e-4, atol=1e-4 * float(dX_eager.abs().max()))
+        torch.testing.assert_close(dlr, dlr_eager, rtol=1e-4, atol=0)
+    assert run._graphed.failed is None and len(run._graphed._graphs) >= 2
+
+
+@pytest.mark.gpu
+def test_mtt_with_cuda_graphs_distils_the_same_images(experts, digits_small):
+    X, y = digits_small
+    params = {**MTT, "device": "cuda"}
+    made = {graphs: DatasetDistiller(TrajectoryMatching(experts=experts, syn_steps=4, max_start_epoch=2,
+                                                        cuda_graphs=graphs), **params).fit(X, y)
+            for graphs in (False, True)}
+    np.testing.assert_allclose(made[True].X_synthetic_, made[False].X_synthetic_, rtol=1e-4, atol=1e-4)
+    assert made[True].syn_lr_ == pytest.approx(made[False].syn_lr_, rel=1e-4)
+    with pytest.raises(ValueError, match=r"checkpointed=False back-propagates through the stored unrolled graph"):
+        DatasetDistiller(TrajectoryMatching(experts=experts, syn_steps=2, max_start_epoch=2, cuda_graphs=True,
+                                            checkpointed=False), **params).fit(X, y)
 
 
 # ---------------------------------------------------------------------- MTT vs random real images

@@ -17,6 +17,7 @@ at a time to take its vector-Jacobian products (Hessian-vector products included
 """
 
 import numbers
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call
 
-from ..masking import mask_elements
+from ..masking import _keep_mask
 from ..nn import unflatten_parameters
 from ._experts import ExpertTrajectories, non_finite_experts
 from ._strategy import DistillationStrategy, StrategyRun
@@ -40,6 +41,179 @@ def _sgd_step(step_loss, theta, X, lr, i):
         (grad,) = torch.autograd.grad(step_loss(theta, X, i), theta)
     with torch.no_grad():
         return theta.detach() - lr * grad
+
+
+def _reverse_step(step_loss, theta, X, lr, i, d_theta):
+    """Rebuild step ``i``'s graph at ``theta`` and take its products with ``d_theta = dloss/dtheta_{i+1}``.
+
+    Returns ``(<grad_i, d_theta>, (dg_i/dX)^T d_theta, H_i d_theta)`` from one ``autograd.grad``
+    over the step's graph built with ``create_graph=True`` (zeros where ``X`` or ``theta`` do not
+    reach the loss).
+    """
+    with torch.enable_grad():
+        theta = theta.detach().requires_grad_(True)
+        X_leaf = X.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(step_loss(theta, X_leaf, i), theta, create_graph=True)
+        hvp, vjp_X = torch.autograd.grad(grad, (theta, X_leaf), grad_outputs=d_theta, allow_unused=True)
+    with torch.no_grad():
+        return ((grad * d_theta).sum(), torch.zeros_like(X) if vjp_X is None else vjp_X,
+                torch.zeros_like(theta) if hvp is None else hvp)
+
+
+class _EagerSteps:
+    """The student's steps run op by op through autograd: the reference for :class:`_GraphedSteps`."""
+
+    def __init__(self, step_loss):
+        self.step_loss = step_loss
+
+    def advance(self, theta, X, lr, i):
+        """``theta_{i+1}`` from ``theta_i`` (values only)."""
+        return _sgd_step(self.step_loss, theta, X, lr, i)
+
+    def reverse(self, theta, X, lr, i, d_theta):
+        """See :func:`_reverse_step`."""
+        return _reverse_step(self.step_loss, theta, X, lr, i, d_theta)
+
+
+class _GraphedSteps:
+    """The student's steps replayed from CUDA graphs: the arithmetic of :class:`_EagerSteps`, launched at once.
+
+    A student step is a few hundred small kernels (a ConvNet forward and backward on a
+    minibatch of synthetic images, and in reverse the backward of that backward), so
+    launching them one by one from Python costs more than running them. Each distinct
+    step structure (batch size, MDT mask or not, augmentation transforms: the ``key``
+    of ``step_inputs``) is captured once per fit, forward and reverse, on the first
+    step that needs it, and replayed afterwards with that step's inputs copied into
+    the graph's static tensors. The captured bodies are :func:`_sgd_step` and
+    :func:`_reverse_step` themselves, so both paths run the same kernels.
+
+    Every graph of a fit shares one memory pool: a graph's outputs are read right
+    after its replay (cloned, or folded into the reverse pass's sums) and before any
+    other replay, so one graph may reuse another's memory, and the pool holds one
+    step's activations whatever the number of keys and of ``syn_steps``.
+
+    Parameters
+    ----------
+    student_loss : callable ``(theta, X, inputs) -> scalar``
+        A pure function of its arguments, free of host synchronisations.
+    device : torch.device
+        A CUDA device.
+    strict : bool, default=False
+        Raise when a step cannot be captured; otherwise warn once and run op by op.
+    """
+
+    def __init__(self, student_loss, device, strict=False):
+        self.student_loss = student_loss
+        self.device = device
+        self.strict = strict
+        self.failed = None  # why capturing failed ("auto" then runs every step op by op)
+        self.step_inputs = None
+        self._graphs = {}
+        self._pool = None
+        self._X = self._lr = self._theta = self._d_theta = self._last = None
+
+    def bind(self, step_inputs):
+        """Use ``step_inputs(i) -> (key, inputs)`` for the coming unroll (one MTT iteration); returns self."""
+        self.step_inputs = step_inputs
+        return self
+
+    def _load(self, theta, X, lr):
+        """Copy the arguments into the static tensors the graphs read (X and lr once per unroll)."""
+        if self._X is None:
+            self._X = torch.zeros_like(X).requires_grad_(True)
+            self._lr = torch.zeros_like(lr)
+            self._theta = torch.zeros_like(theta).requires_grad_(True)
+            self._d_theta = torch.zeros_like(theta)
+        with torch.no_grad():
+            if self._last is None or self._last[0] is not X or self._last[1] is not lr:
+                self._X.copy_(X)
+                self._lr.copy_(lr)
+                self._last = (X, lr)  # held, so their identities stay theirs
+            self._theta.copy_(theta)
+
+    def _graphed(self, i):
+        """``(entry, inputs)``: the graphs of step ``i``'s key with its inputs loaded, or None to run eagerly."""
+        key, inputs = self.step_inputs(i)
+        if self.failed is not None:
+            return None, inputs
+        entry = self._graphs.get(key)
+        if entry is not None:
+            _copy_static(entry["inputs"], inputs)
+            return entry, inputs
+        static = tuple(None if t is None else _clone_static(t) for t in inputs)
+        loss = lambda theta, X, _: self.student_loss(theta, X, static)  # noqa: E731
+        try:
+            entry = {"inputs": static,
+                     "advance": self._capture(lambda: _sgd_step(loss, self._theta, self._X, self._lr, 0),
+                                              static, inputs),
+                     "reverse": self._capture(lambda: _reverse_step(loss, self._theta, self._X, self._lr, 0,
+                                                                    self._d_theta), static, inputs)}
+        except RuntimeError as err:  # an op that cannot be captured (a host sync in a custom network...)
+            if self.strict:
+                raise RuntimeError(f"TrajectoryMatching(cuda_graphs=True) could not capture a student step: {err}. "
+                                   "Use cuda_graphs=False (or 'auto', which then runs the steps op by op).") from err
+            self.failed = str(err)
+            warnings.warn(f"TrajectoryMatching(cuda_graphs='auto') could not capture a student step ({err}); its "
+                          "steps run op by op instead (same results, slower).", RuntimeWarning, stacklevel=2)
+            return None, inputs
+        self._graphs[key] = entry
+        return entry, inputs
+
+    def _capture(self, body, static, inputs):
+        """``(replay, outputs)``: ``body`` captured as a CUDA graph; ``replay()`` reruns it on the static tensors."""
+        _copy_static(static, inputs)  # the warm-up runs on real values (indices in range)
+        current = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):  # warm-up off the capture: cuDNN/cuBLAS workspaces, autograd state
+            for _ in range(2):
+                body()
+        current.wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = body()
+        return graph.replay, out
+
+    def advance(self, theta, X, lr, i):
+        self._load(theta, X, lr)
+        entry, inputs = self._graphed(i)
+        if entry is None:
+            return _sgd_step(lambda th, X_, _: self.student_loss(th, X_, inputs), theta, X, lr, i)
+        replay, out = entry["advance"]
+        replay()
+        return out.clone()  # the pool is shared: the output must outlive the next replay
+
+    def reverse(self, theta, X, lr, i, d_theta):
+        self._load(theta, X, lr)
+        with torch.no_grad():
+            self._d_theta.copy_(d_theta)
+        entry, inputs = self._graphed(i)
+        if entry is None:
+            return _reverse_step(lambda th, X_, _: self.student_loss(th, X_, inputs), theta, X, lr, i, d_theta)
+        replay, out = entry["reverse"]
+        replay()
+        return out  # read by the caller before the next replay
+
+
+def _clone_static(value):
+    """A graph-owned copy of a step input (a tensor, or a NamedTuple of tensors such as DSAParams)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    return type(value)(*(v.clone() if isinstance(v, torch.Tensor) else v for v in value))
+
+
+def _copy_static(static, inputs):
+    """Copy step inputs into a graph's static copies, in place (shapes are equal: same key)."""
+    with torch.no_grad():
+        for target, source in zip(static, inputs):
+            if isinstance(target, torch.Tensor):
+                target.copy_(source)
+            elif target is not None:
+                for t, v in zip(target, source):
+                    if isinstance(t, torch.Tensor):
+                        t.copy_(v)
 
 
 class _RecomputedUnroll(torch.autograd.Function):
@@ -56,29 +230,31 @@ class _RecomputedUnroll(torch.autograd.Function):
     - ``dloss/dtheta_i = a - lr * H_i a`` (Hessian-vector product)
 
     both products from one ``autograd.grad`` over the step's recomputed graph built
-    with ``create_graph=True``. Only one step's graph is alive at a time.
+    with ``create_graph=True``. Only one step's graph is alive at a time. ``steps``
+    runs one step forward and one in reverse: op by op (:class:`_EagerSteps`) or by
+    replaying captured CUDA graphs (:class:`_GraphedSteps`), the same arithmetic.
     """
 
     @staticmethod
-    def forward(ctx, X_syn, syn_lr, theta_start, theta_target, step_loss, n_steps, every):
+    def forward(ctx, X_syn, syn_lr, theta_start, theta_target, steps, n_steps, every):
         X, lr = X_syn.detach(), syn_lr.detach()
         theta = theta_start.detach()
         kept = []
         for i in range(n_steps):
             if i % every == 0:
                 kept.append(theta)
-            theta = _sgd_step(step_loss, theta, X, lr, i)
+            theta = steps.advance(theta, X, lr, i)
         diff = theta - theta_target
         scale = (theta_start - theta_target).pow(2).sum()
         ctx.save_for_backward(X_syn, syn_lr, diff, scale, *kept)
-        ctx.step_loss, ctx.n_steps, ctx.every = step_loss, n_steps, every
+        ctx.steps, ctx.n_steps, ctx.every = steps, n_steps, every
         return diff.pow(2).sum() / scale
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
         X_syn, syn_lr, diff, scale, *kept = ctx.saved_tensors
-        step_loss, n_steps, every = ctx.step_loss, ctx.n_steps, ctx.every
+        steps, n_steps, every = ctx.steps, ctx.n_steps, ctx.every
         X, lr = X_syn.detach(), syn_lr.detach()
         d_theta = diff * (2 * grad_loss / scale)
         d_X = torch.zeros_like(X)
@@ -87,20 +263,13 @@ class _RecomputedUnroll(torch.autograd.Function):
             first, stop = segment * every, min((segment + 1) * every, n_steps)
             thetas = [kept[segment]]
             for i in range(first, stop - 1):
-                thetas.append(_sgd_step(step_loss, thetas[-1], X, lr, i))
+                thetas.append(steps.advance(thetas[-1], X, lr, i))
             for i in reversed(range(first, stop)):
-                with torch.enable_grad():
-                    theta = thetas.pop().detach().requires_grad_(True)
-                    X_leaf = X.detach().requires_grad_(True)
-                    (grad,) = torch.autograd.grad(step_loss(theta, X_leaf, i), theta, create_graph=True)
-                    hvp, vjp_X = torch.autograd.grad(grad, (theta, X_leaf), grad_outputs=d_theta,
-                                                     allow_unused=True)
+                g_dot, vjp_X, hvp = steps.reverse(thetas.pop(), X, lr, i, d_theta)
                 with torch.no_grad():
-                    d_lr -= (grad * d_theta).sum()
-                    if vjp_X is not None:
-                        d_X -= lr * vjp_X
-                    if hvp is not None:
-                        d_theta = d_theta - lr * hvp
+                    d_lr -= g_dot
+                    d_X -= lr * vjp_X
+                    d_theta = d_theta - lr * hvp
         return d_X, d_lr, None, None, None, None, None
 
 
@@ -159,7 +328,8 @@ def matching_loss(step_loss, X_syn, syn_lr, theta_start, theta_target, n_steps, 
             theta = theta - syn_lr * grad
         return (theta - theta_target).pow(2).sum() / (theta_start - theta_target).pow(2).sum()
     every = 1 if checkpointed is True else int(checkpointed)
-    return _RecomputedUnroll.apply(X_syn, syn_lr, theta_start, theta_target, step_loss, n_steps, every)
+    steps = step_loss if isinstance(step_loss, (_EagerSteps, _GraphedSteps)) else _EagerSteps(step_loss)
+    return _RecomputedUnroll.apply(X_syn, syn_lr, theta_start, theta_target, steps, n_steps, every)
 
 
 class _Plan:
@@ -222,6 +392,15 @@ class TrajectoryMatching(DistillationStrategy):
         True: exact gradient by recomputation, memory one parameter vector per step
         instead of the unrolled graph; an int ``k`` keeps one vector per ``k`` steps;
         False back-propagates through the stored graph. See :func:`matching_loss`.
+    cuda_graphs : "auto" or bool, default="auto"
+        Run the student's steps (forward, and their recomputation in reverse) by
+        replaying CUDA graphs captured on the first step of each structure (batch size,
+        MDT, augmentation transform), instead of launching their few hundred small
+        kernels from Python one by one: the same arithmetic, results equal to
+        floating-point tolerance. "auto": on a CUDA device with ``checkpointed`` True
+        or an int. True: the same, and an error elsewhere. It does not enter a
+        checkpoint's fingerprint: a run resumes with either value. See
+        ``docs/performance.md`` for what it saves.
 
     Notes
     -----
@@ -258,10 +437,11 @@ class TrajectoryMatching(DistillationStrategy):
         "lr_lr": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_syn": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "checkpointed": ["boolean", Interval(numbers.Integral, 1, None, closed="left")],
+        "cuda_graphs": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(self, experts=None, *, n_experts=5, expert_epochs=2, syn_steps=20, max_start_epoch=20,
-                 lr_teacher=0.01, lr_lr=1e-5, batch_syn=None, checkpointed=True):
+                 lr_teacher=0.01, lr_lr=1e-5, batch_syn=None, checkpointed=True, cuda_graphs="auto"):
         self.experts = experts
         self.n_experts = n_experts
         self.expert_epochs = expert_epochs
@@ -271,6 +451,7 @@ class TrajectoryMatching(DistillationStrategy):
         self.lr_lr = lr_lr
         self.batch_syn = batch_syn
         self.checkpointed = checkpointed
+        self.cuda_graphs = cuda_graphs
 
     def start(self, context):
         return _TrajectoryMatchingRun(self, context)
@@ -298,8 +479,24 @@ class _TrajectoryMatchingRun(StrategyRun):
         # MTT's students see independent parameters per image
         self.step_augment = c.augment.with_per_sample() if c.augment is not None else None
         self._mask_generator = torch.Generator(device=self.device)
+        self._image_shape = tuple(c.real.X.shape[1:])
+        self._graphed = (_GraphedSteps(self.student_loss, self.device, strict=strategy.cuda_graphs is True)
+                         if self._use_cuda_graphs() else None)
 
     # ------------------------------------------------------------------ set-up
+    def _use_cuda_graphs(self):
+        s = self.strategy
+        if s.cuda_graphs == "auto":
+            return self.device.type == "cuda" and s.checkpointed is not False
+        if s.cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"TrajectoryMatching(cuda_graphs=True) replays CUDA graphs, but the distiller runs on "
+                             f"{self.device}: set device='cuda', or cuda_graphs='auto' (CUDA graphs where available).")
+        if s.cuda_graphs and s.checkpointed is False:
+            raise ValueError("TrajectoryMatching(cuda_graphs=True) replays the steps of the recomputed gradient, "
+                             "but checkpointed=False back-propagates through the stored unrolled graph: set "
+                             "checkpointed=True (or an int), or cuda_graphs=False.")
+        return bool(s.cuda_graphs)
+
     def _fitted_experts(self):
         s, c = self.strategy, self.context
         experts = s.experts
@@ -390,22 +587,40 @@ class _TrajectoryMatchingRun(StrategyRun):
                        for size_i in (chunks[i % len(chunks)][1] for i in range(n_steps))]
         return _Plan(expert, start, batches, mask_seeds, augment)
 
+    def step_inputs(self, plan, i):
+        """``(key, (index, keep, augment))``: what student step ``i`` reads besides ``theta`` and the images.
+
+        ``index``: the step's minibatch; ``keep``: its MDT keep-mask (bool, drawn afresh
+        from the step's own seed, so a recomputation redraws it identically) or None;
+        ``augment``: its per-image DSA parameters or None. ``key`` names the structure
+        (shapes and transforms) a captured CUDA graph depends on.
+        """
+        c = self.context
+        index = plan.batches[i]
+        keep = None
+        if plan.mask_seeds is not None:  # MDT: the mask mask_elements would draw from this seed
+            self._mask_generator.manual_seed(plan.mask_seeds[i])
+            keep = _keep_mask((len(index), *self._image_shape), c.mdt_mask_ratio, self._mask_generator,
+                             self.device)
+        augment = None if plan.augment is None else plan.augment[i]
+        key = (len(index), keep is not None,
+               None if augment is None else (augment.ops, augment.flip.shape[0]))
+        return key, (index, keep, augment)
+
+    def student_loss(self, theta, X_syn, inputs):
+        """Cross-entropy of the student at flat parameters ``theta`` on one step's minibatch (pure)."""
+        index, keep, augment = inputs
+        x = X_syn[index]
+        if keep is not None:  # zero fill, no rescaling (mask_elements)
+            x = x * keep.to(x.dtype)
+        if augment is not None:
+            x = self.step_augment(x, augment)
+        logits = functional_call(self.context.net, unflatten_parameters(theta, self._names, self._shapes), (x,))
+        return F.cross_entropy(logits, self.y_syn[index])
+
     def step_loss(self, plan):
         """``(theta, X_syn, i) -> loss`` of student step ``i``: a pure function given ``plan``."""
-        c = self.context
-
-        def loss(theta, X_syn, i):
-            index = plan.batches[i]
-            x = X_syn[index]
-            if plan.mask_seeds is not None:  # MDT: a fresh mask per step, redrawn identically
-                self._mask_generator.manual_seed(plan.mask_seeds[i])
-                x = mask_elements(x, c.mdt_mask_ratio, random_state=self._mask_generator)
-            if plan.augment is not None:
-                x = self.step_augment(x, plan.augment[i])
-            logits = functional_call(c.net, unflatten_parameters(theta, self._names, self._shapes), (x,))
-            return F.cross_entropy(logits, self.y_syn[index])
-
-        return loss
+        return lambda theta, X_syn, i: self.student_loss(theta, X_syn, self.step_inputs(plan, i)[1])
 
     def endpoints(self, plan):
         """Expert parameters at the start and at the end of the segment to match."""
@@ -415,7 +630,10 @@ class _TrajectoryMatchingRun(StrategyRun):
     def loss(self, X_syn):
         plan = self.draw_plan()
         start, target = self.endpoints(plan)
-        return matching_loss(self.step_loss(plan), X_syn, self.syn_lr, start, target,
+        steps = self.step_loss(plan)
+        if self._graphed is not None:
+            steps = self._graphed.bind(lambda i: self.step_inputs(plan, i))
+        return matching_loss(steps, X_syn, self.syn_lr, start, target,
                              self.strategy.syn_steps, checkpointed=self.strategy.checkpointed)
 
     def fitted_attributes(self):

@@ -36,7 +36,9 @@ from ._io import (
 )
 
 #: parameters that do not change the result, so a run may resume with other values
-NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every")
+#: Parameters that change how a run executes, not what it computes: a run interrupted with one value
+#: resumes with another (``cuda_graphs``: the same arithmetic replayed from CUDA graphs).
+NOT_FINGERPRINTED = ("verbose", "checkpoint_dir", "checkpoint_every", "cuda_graphs")
 
 
 def sha256(array):
