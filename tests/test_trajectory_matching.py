@@ -1,6 +1,7 @@
 """MTT: expert trajectories (public) and the trajectory-matching strategy of DatasetDistiller."""
 
 import concurrent.futures
+import gc
 import json
 import os
 import re
@@ -476,12 +477,12 @@ def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategie
     d = DatasetDistiller(method, ipc=2, n_iterations=0, mdt_mask_ratio=mdt_mask_ratio, net_params=NET,
                          random_state=0).fit(X, y)
     run = strategies[-1]
-    graphed = _trajectory_module._GraphedSteps(run.student_loss, run.device)
+    graphed = _trajectory_module._GraphedSteps(run.student_loss, run.step_inputs, run.device)
     for _ in range(3):  # a fresh plan each time: keys captured before are replayed with new inputs
         plan = run.draw_plan()
         start, target = run.endpoints(plan)
         results = []
-        for steps in (run.step_loss(plan), graphed.bind(lambda i: run.step_inputs(plan, i))):
+        for steps in (run.step_loss(plan), graphed.bind(plan)):
             X_syn = torch.tensor(d.X_synthetic_, requires_grad=True)
             syn_lr = torch.tensor(0.05, requires_grad=True)
             loss = matching_loss(steps, X_syn, syn_lr, start, target, 9, checkpointed=True)
@@ -494,6 +495,32 @@ def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategie
         torch.testing.assert_close(dlr, dlr_eager, rtol=0, atol=0)
     keys = set(graphed._graphs)
     assert {key[0] for key in keys} == {7, 6} and len({key[2][0] for key in keys}) >= 2, keys
+
+
+def test_a_fit_through_graphed_steps_equals_the_eager_fit_and_frees_them(experts, digits_small, monkeypatch):
+    """End to end with the CPU stand-in graphs: the same images as the eager steps, and the run (with its
+    graphs, i.e. their device memory on a GPU) is freed when the fit returns, without waiting for the
+    garbage collector."""
+    X, y = digits_small
+    eager = _mtt(experts).fit(X, y)
+    monkeypatch.setattr(_trajectory_module._GraphedSteps, "_capture", _replayed_on_the_cpu)
+    monkeypatch.setattr(_TrajectoryMatchingRun, "_use_cuda_graphs", lambda self: True)
+    runs, real_start = [], TrajectoryMatching.start
+
+    def start(self, context):
+        run = real_start(self, context)
+        runs.append(weakref.ref(run))
+        return run
+
+    monkeypatch.setattr(TrajectoryMatching, "start", start)
+    gc.disable()
+    try:
+        graphed = _mtt(experts).fit(X, y)
+        assert runs[0]() is None
+    finally:
+        gc.enable()
+    np.testing.assert_array_equal(graphed.X_synthetic_, eager.X_synthetic_)
+    assert graphed.syn_lr_ == eager.syn_lr_
 
 
 @pytest.mark.gpu
@@ -510,7 +537,7 @@ def test_steps_replayed_from_cuda_graphs_equal_the_eager_steps(strategies, digit
         plan = run.draw_plan()
         start, target = run.endpoints(plan)
         results = []
-        for steps in (run.step_loss(plan), run._graphed.bind(lambda i: run.step_inputs(plan, i))):
+        for steps in (run.step_loss(plan), run._graphed.bind(plan)):
             X_syn = torch.tensor(d.X_synthetic_, device="cuda", requires_grad=True)
             syn_lr = torch.tensor(0.05, device="cuda", requires_grad=True)
             loss = matching_loss(steps, X_syn, syn_lr, start, target, 9, checkpointed=True)

@@ -18,6 +18,7 @@ at a time to take its vector-Jacobian products (Hessian-vector products included
 
 import numbers
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -96,25 +97,36 @@ class _GraphedSteps:
     ----------
     student_loss : callable ``(theta, X, inputs) -> scalar``
         A pure function of its arguments, free of host synchronisations.
+    step_inputs : callable ``(plan, i) -> (key, inputs)``
+        Step ``i``'s inputs under a plan given to :meth:`bind`, and the key of their structure.
     device : torch.device
         A CUDA device.
     strict : bool, default=False
         Raise when a step cannot be captured; otherwise warn once and run op by op.
     """
 
-    def __init__(self, student_loss, device, strict=False):
-        self.student_loss = student_loss
+    def __init__(self, student_loss, step_inputs, device, strict=False):
+        # weakly: the run that owns these graphs owns both methods, and a cycle would keep the
+        # graphs' device memory until the garbage collector happened to run
+        self._student_loss, self._step_inputs = (
+            weakref.WeakMethod(f) if hasattr(f, "__self__") else (lambda f=f: f) for f in (student_loss, step_inputs))
         self.device = device
         self.strict = strict
         self.failed = None  # why capturing failed ("auto" then runs every step op by op)
-        self.step_inputs = None
+        self.plan = None
         self._graphs = {}
         self._pool = None
         self._X = self._lr = self._theta = self._d_theta = self._last = None
 
-    def bind(self, step_inputs):
-        """Use ``step_inputs(i) -> (key, inputs)`` for the coming unroll (one MTT iteration); returns self."""
-        self.step_inputs = step_inputs
+    def student_loss(self, theta, X, inputs):
+        return self._student_loss()(theta, X, inputs)
+
+    def step_inputs(self, i):
+        return self._step_inputs()(self.plan, i)
+
+    def bind(self, plan):
+        """Run the steps of ``plan`` (one MTT iteration's draws) from now on; returns self."""
+        self.plan = plan
         return self
 
     def _load(self, theta, X, lr):
@@ -480,7 +492,8 @@ class _TrajectoryMatchingRun(StrategyRun):
         self.step_augment = c.augment.with_per_sample() if c.augment is not None else None
         self._mask_generator = torch.Generator(device=self.device)
         self._image_shape = tuple(c.real.X.shape[1:])
-        self._graphed = (_GraphedSteps(self.student_loss, self.device, strict=strategy.cuda_graphs is True)
+        self._graphed = (_GraphedSteps(self.student_loss, self.step_inputs, self.device,
+                                       strict=strategy.cuda_graphs is True)
                          if self._use_cuda_graphs() else None)
 
     # ------------------------------------------------------------------ set-up
@@ -632,7 +645,7 @@ class _TrajectoryMatchingRun(StrategyRun):
         start, target = self.endpoints(plan)
         steps = self.step_loss(plan)
         if self._graphed is not None:
-            steps = self._graphed.bind(lambda i: self.step_inputs(plan, i))
+            steps = self._graphed.bind(plan)
         return matching_loss(steps, X_syn, self.syn_lr, start, target,
                              self.strategy.syn_steps, checkpointed=self.strategy.checkpointed)
 
