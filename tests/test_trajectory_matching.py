@@ -19,6 +19,7 @@ from ddcal_sklearn import ConvNet, DatasetDistiller, ExpertTrajectories, Siamese
 from ddcal_sklearn.distillation import _experts as trajectories_module
 from ddcal_sklearn.distillation import _trajectory_matching as _trajectory_module
 from ddcal_sklearn.distillation import matching_loss
+from ddcal_sklearn.distillation._graphs import GraphCache
 from ddcal_sklearn.distillation._trajectory_matching import _TrajectoryMatchingRun
 
 NET = {"width": 8, "depth": 2}
@@ -449,10 +450,9 @@ def test_cuda_graphs_true_needs_cuda_and_does_not_change_the_fingerprint(experts
     np.testing.assert_array_equal(again.X_synthetic_, first.X_synthetic_)
 
 
-def _replayed_on_the_cpu(self, body, static, inputs):
+def _replayed_on_the_cpu(self, body):
     """A CPU stand-in for a captured graph: replay reruns ``body`` and writes into the same output tensors,
     as a CUDA graph writes into its static memory; everything around the graph runs as on a GPU."""
-    _trajectory_module._copy_static(static, inputs)
     out = body()
 
     def replay():
@@ -471,7 +471,7 @@ def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategie
     """The plumbing of cuda_graphs on the CPU: with replays that rerun the captured body on the static
     tensors, the gradient equals the eager one exactly, so every input (images, step size, parameters,
     the reverse pass's cotangent, each step's minibatch, mask and augmentation) reaches the graphs."""
-    monkeypatch.setattr(_trajectory_module._GraphedSteps, "_capture", _replayed_on_the_cpu)
+    monkeypatch.setattr(GraphCache, "_capture", _replayed_on_the_cpu)
     X, y = digits_small
     method = TrajectoryMatching(experts=experts, max_start_epoch=2, syn_steps=9, batch_syn=7)
     d = DatasetDistiller(method, ipc=2, n_iterations=0, mdt_mask_ratio=mdt_mask_ratio, net_params=NET,
@@ -493,7 +493,7 @@ def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategie
         torch.testing.assert_close(loss, loss_eager, rtol=0, atol=0)
         torch.testing.assert_close(dX, dX_eager, rtol=0, atol=0)
         torch.testing.assert_close(dlr, dlr_eager, rtol=0, atol=0)
-    keys = set(graphed._graphs)
+    keys = set(graphed.cache.graphs)
     assert {key[0] for key in keys} == {7, 6} and len({key[2][0] for key in keys}) >= 2, keys
 
 
@@ -503,7 +503,7 @@ def test_a_fit_through_graphed_steps_equals_the_eager_fit_and_frees_them(experts
     garbage collector."""
     X, y = digits_small
     eager = _mtt(experts).fit(X, y)
-    monkeypatch.setattr(_trajectory_module._GraphedSteps, "_capture", _replayed_on_the_cpu)
+    monkeypatch.setattr(GraphCache, "_capture", _replayed_on_the_cpu)
     monkeypatch.setattr(_TrajectoryMatchingRun, "_use_cuda_graphs", lambda self: True)
     runs, real_start = [], TrajectoryMatching.start
 
@@ -548,7 +548,7 @@ def test_steps_replayed_from_cuda_graphs_equal_the_eager_steps(strategies, digit
         torch.testing.assert_close(loss, loss_eager, rtol=1e-5, atol=0)
         torch.testing.assert_close(dX, dX_eager, rtol=1e-4, atol=1e-4 * float(dX_eager.abs().max()))
         torch.testing.assert_close(dlr, dlr_eager, rtol=1e-4, atol=0)
-    assert run._graphed.failed is None and len(run._graphed._graphs) >= 2
+    assert run._graphed.cache.failed is None and len(run._graphed.cache.graphs) >= 2
 
 
 @pytest.mark.gpu

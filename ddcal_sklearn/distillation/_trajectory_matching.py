@@ -17,8 +17,6 @@ at a time to take its vector-Jacobian products (Hessian-vector products included
 """
 
 import numbers
-import warnings
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from torch.func import functional_call
 from ..masking import _keep_mask
 from ..nn import unflatten_parameters
 from ._experts import ExpertTrajectories, non_finite_experts
+from ._graphs import GraphCache, weak_method
 from ._strategy import DistillationStrategy, StrategyRun
 
 
@@ -88,10 +87,9 @@ class _GraphedSteps:
     the graph's static tensors. The captured bodies are :func:`_sgd_step` and
     :func:`_reverse_step` themselves, so both paths run the same kernels.
 
-    Every graph of a fit shares one memory pool: a graph's outputs are read right
-    after its replay (cloned, or folded into the reverse pass's sums) and before any
-    other replay, so one graph may reuse another's memory, and the pool holds one
-    step's activations whatever the number of keys and of ``syn_steps``.
+    Every graph of a fit shares one memory pool (:class:`GraphCache`): a graph's outputs
+    are read right after its replay (cloned, or folded into the reverse pass's sums), so
+    the pool holds one step's activations whatever the number of keys and of ``syn_steps``.
 
     Parameters
     ----------
@@ -106,23 +104,13 @@ class _GraphedSteps:
     """
 
     def __init__(self, student_loss, step_inputs, device, strict=False):
-        # weakly: the run that owns these graphs owns both methods, and a cycle would keep the
-        # graphs' device memory until the garbage collector happened to run
-        self._student_loss, self._step_inputs = (
-            weakref.WeakMethod(f) if hasattr(f, "__self__") else (lambda f=f: f) for f in (student_loss, step_inputs))
-        self.device = device
-        self.strict = strict
-        self.failed = None  # why capturing failed ("auto" then runs every step op by op)
+        self._student_loss, self._step_inputs = weak_method(student_loss), weak_method(step_inputs)
+        self.cache = GraphCache(device, "TrajectoryMatching", strict)
         self.plan = None
-        self._graphs = {}
-        self._pool = None
         self._X = self._lr = self._theta = self._d_theta = self._last = None
 
     def student_loss(self, theta, X, inputs):
         return self._student_loss()(theta, X, inputs)
-
-    def step_inputs(self, i):
-        return self._step_inputs()(self.plan, i)
 
     def bind(self, plan):
         """Run the steps of ``plan`` (one MTT iteration's draws) from now on; returns self."""
@@ -144,49 +132,15 @@ class _GraphedSteps:
             self._theta.copy_(theta)
 
     def _graphed(self, i):
-        """``(entry, inputs)``: the graphs of step ``i``'s key with its inputs loaded, or None to run eagerly."""
-        key, inputs = self.step_inputs(i)
-        if self.failed is not None:
-            return None, inputs
-        entry = self._graphs.get(key)
-        if entry is not None:
-            _copy_static(entry["inputs"], inputs)
-            return entry, inputs
-        static = tuple(None if t is None else _clone_static(t) for t in inputs)
-        loss = lambda theta, X, _: self.student_loss(theta, X, static)  # noqa: E731
-        try:
-            entry = {"inputs": static,
-                     "advance": self._capture(lambda: _sgd_step(loss, self._theta, self._X, self._lr, 0),
-                                              static, inputs),
-                     "reverse": self._capture(lambda: _reverse_step(loss, self._theta, self._X, self._lr, 0,
-                                                                    self._d_theta), static, inputs)}
-        except RuntimeError as err:  # an op that cannot be captured (a host sync in a custom network...)
-            if self.strict:
-                raise RuntimeError(f"TrajectoryMatching(cuda_graphs=True) could not capture a student step: {err}. "
-                                   "Use cuda_graphs=False (or 'auto', which then runs the steps op by op).") from err
-            self.failed = str(err)
-            warnings.warn(f"TrajectoryMatching(cuda_graphs='auto') could not capture a student step ({err}); its "
-                          "steps run op by op instead (same results, slower).", RuntimeWarning, stacklevel=2)
-            return None, inputs
-        self._graphs[key] = entry
-        return entry, inputs
+        """``(entry, inputs)``: the graphs of step ``i``'s key with its inputs loaded (None: run eagerly)."""
+        key, inputs = self._step_inputs()(self.plan, i)
 
-    def _capture(self, body, static, inputs):
-        """``(replay, outputs)``: ``body`` captured as a CUDA graph; ``replay()`` reruns it on the static tensors."""
-        _copy_static(static, inputs)  # the warm-up runs on real values (indices in range)
-        current = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):  # warm-up off the capture: cuDNN/cuBLAS workspaces, autograd state
-            for _ in range(2):
-                body()
-        current.wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            out = body()
-        return graph.replay, out
+        def bodies(static):
+            loss = lambda theta, X, _: self.student_loss(theta, X, static)  # noqa: E731
+            return {"advance": lambda: _sgd_step(loss, self._theta, self._X, self._lr, 0),
+                    "reverse": lambda: _reverse_step(loss, self._theta, self._X, self._lr, 0, self._d_theta)}
+
+        return self.cache.get(key, inputs, bodies), inputs
 
     def advance(self, theta, X, lr, i):
         self._load(theta, X, lr)
@@ -207,25 +161,6 @@ class _GraphedSteps:
         replay, out = entry["reverse"]
         replay()
         return out  # read by the caller before the next replay
-
-
-def _clone_static(value):
-    """A graph-owned copy of a step input (a tensor, or a NamedTuple of tensors such as DSAParams)."""
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    return type(value)(*(v.clone() if isinstance(v, torch.Tensor) else v for v in value))
-
-
-def _copy_static(static, inputs):
-    """Copy step inputs into a graph's static copies, in place (shapes are equal: same key)."""
-    with torch.no_grad():
-        for target, source in zip(static, inputs):
-            if isinstance(target, torch.Tensor):
-                target.copy_(source)
-            elif target is not None:
-                for t, v in zip(target, source):
-                    if isinstance(t, torch.Tensor):
-                        t.copy_(v)
 
 
 class _RecomputedUnroll(torch.autograd.Function):

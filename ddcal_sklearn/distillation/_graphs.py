@@ -1,0 +1,126 @@
+"""CUDA graphs for the small fixed-shape steps of the distillation loops (one fit's worth, keyed by structure).
+
+A distillation step on a hundred synthetic images is hundreds of small kernels, and
+launching them one by one from Python costs more than running them. A :class:`GraphCache`
+captures a step's body once per *structure* (the shapes and discrete choices of its
+inputs: batch size, MDT on or off, augmentation transforms), then replays it with each
+step's inputs copied into the graph's static tensors. The bodies are the eager code
+itself, fed static tensors, so a replay runs the same kernels as the eager step.
+"""
+
+import warnings
+import weakref
+
+import torch
+
+
+def weak_method(function):
+    """A zero-argument callable returning ``function``, holding a bound method's object weakly.
+
+    The run that owns a :class:`GraphCache` owns the methods its graphs call: a strong
+    reference would make a cycle, and the graphs' device memory would then wait for the
+    garbage collector instead of being freed when the fit ends.
+    """
+    if hasattr(function, "__self__"):
+        return weakref.WeakMethod(function)
+    return lambda: function
+
+
+def clone_static(value):
+    """A graph-owned copy of a step input: a tensor, a NamedTuple of tensors (DSAParams), or None."""
+    if value is None or isinstance(value, torch.Tensor):
+        return None if value is None else value.clone()
+    return type(value)(*(v.clone() if isinstance(v, torch.Tensor) else v for v in value))
+
+
+def copy_static(static, inputs):
+    """Copy step inputs into their static copies in place (equal shapes: the same key)."""
+    with torch.no_grad():
+        for target, source in zip(static, inputs):
+            if isinstance(target, torch.Tensor):
+                target.copy_(source)
+            elif target is not None:
+                for t, v in zip(target, source):
+                    if isinstance(t, torch.Tensor):
+                        t.copy_(v)
+
+
+class GraphCache:
+    """The CUDA graphs of one fit, by input structure, sharing one memory pool.
+
+    Every graph's outputs must be read (cloned, or consumed by queued kernels) right
+    after its replay and before any other replay: then one graph may reuse another's
+    memory, and the pool holds one step's intermediates, whatever the number of keys.
+
+    Parameters
+    ----------
+    device : torch.device
+        A CUDA device.
+    owner : str
+        The estimator and parameter named in messages, e.g. ``"TrajectoryMatching(cuda_graphs=...)"``.
+    strict : bool
+        Raise when a body cannot be captured; otherwise warn once and let the caller run eagerly.
+    """
+
+    def __init__(self, device, owner, strict):
+        self.device = device
+        self.owner = owner
+        self.strict = strict
+        self.failed = None  # why capturing failed (then every step runs eagerly)
+        self.graphs = {}
+        self._pool = None
+
+    def get(self, key, inputs, bodies):
+        """The graphs of ``key`` with ``inputs`` loaded into their static copies; None: run eagerly.
+
+        Parameters
+        ----------
+        key : hashable
+            The structure of ``inputs``.
+        inputs : tuple
+            Tensors, NamedTuples of tensors, or None.
+        bodies : callable ``static -> {name: zero-argument body}``
+            Called once per key with the static copies of ``inputs``.
+
+        Returns
+        -------
+        entry : dict or None
+            ``{"inputs": static, name: (replay, outputs), ...}``.
+        """
+        if self.failed is not None:
+            return None
+        entry = self.graphs.get(key)
+        if entry is not None:
+            copy_static(entry["inputs"], inputs)
+            return entry
+        static = tuple(clone_static(value) for value in inputs)
+        try:
+            entry = {"inputs": static}
+            for name, body in bodies(static).items():
+                entry[name] = self._capture(body)
+        except RuntimeError as err:  # an op that cannot be captured (a host sync in a custom network...)
+            if self.strict:
+                raise RuntimeError(f"{self.owner} with cuda_graphs=True could not capture a step: {err}. Use "
+                                   "cuda_graphs=False (or 'auto', which then runs the steps op by op).") from err
+            self.failed = str(err)
+            warnings.warn(f"{self.owner} with cuda_graphs='auto' could not capture a step ({err}); its steps run "
+                          "op by op instead (same results, slower).", RuntimeWarning, stacklevel=3)
+            return None
+        self.graphs[key] = entry
+        return entry
+
+    def _capture(self, body):
+        """``(replay, outputs)``: ``body`` captured as a CUDA graph; ``replay()`` reruns it on the static tensors."""
+        current = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):  # warm-up off the capture: cuDNN/cuBLAS workspaces, autograd state
+            for _ in range(2):
+                body()
+        current.wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = body()
+        return graph.replay, out
