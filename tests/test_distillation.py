@@ -101,7 +101,7 @@ def test_corrupted_or_newer_files_give_clear_errors(distilled, tmp_path):
         (dict(ipc=500), None, r"ipc=500 is larger than the smallest class"),
         (dict(method="kip"), None, r"'method' parameter of DatasetDistiller must be"),
         (dict(method_params={"syn_steps": 3}), None, r"method_params has keys \['syn_steps'\] unknown to "
-                                                     r"method='dm'; allowed: none"),
+                                                     r"method='dm'; allowed: \['cuda_graphs'\]"),
         (dict(mdt_mask_ratio=1.0), None, r"mdt_mask_ratio"),
         (dict(mdt_mask_ratio=-0.1), None, r"mdt_mask_ratio"),
         ({}, lambda X, y: (X[:, 0], y), r"needs images"),

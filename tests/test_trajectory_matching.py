@@ -19,7 +19,6 @@ from ddcal_sklearn import ConvNet, DatasetDistiller, ExpertTrajectories, Siamese
 from ddcal_sklearn.distillation import _experts as trajectories_module
 from ddcal_sklearn.distillation import _trajectory_matching as _trajectory_module
 from ddcal_sklearn.distillation import matching_loss
-from ddcal_sklearn.distillation._graphs import GraphCache
 from ddcal_sklearn.distillation._trajectory_matching import _TrajectoryMatchingRun
 
 NET = {"width": 8, "depth": 2}
@@ -450,28 +449,12 @@ def test_cuda_graphs_true_needs_cuda_and_does_not_change_the_fingerprint(experts
     np.testing.assert_array_equal(again.X_synthetic_, first.X_synthetic_)
 
 
-def _replayed_on_the_cpu(self, body):
-    """A CPU stand-in for a captured graph: replay reruns ``body`` and writes into the same output tensors,
-    as a CUDA graph writes into its static memory; everything around the graph runs as on a GPU."""
-    out = body()
-
-    def replay():
-        fresh = body()
-        with torch.no_grad():
-            for target, value in zip(out if isinstance(out, tuple) else (out,),
-                                     fresh if isinstance(fresh, tuple) else (fresh,)):
-                target.copy_(value)
-
-    return replay, out
-
-
 @pytest.mark.parametrize("mdt_mask_ratio", [0.0, 0.3])
 def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategies, digits_small, experts,
-                                                                       monkeypatch, mdt_mask_ratio):
+                                                                       graphs_on_the_cpu, mdt_mask_ratio):
     """The plumbing of cuda_graphs on the CPU: with replays that rerun the captured body on the static
     tensors, the gradient equals the eager one exactly, so every input (images, step size, parameters,
     the reverse pass's cotangent, each step's minibatch, mask and augmentation) reaches the graphs."""
-    monkeypatch.setattr(GraphCache, "_capture", _replayed_on_the_cpu)
     X, y = digits_small
     method = TrajectoryMatching(experts=experts, max_start_epoch=2, syn_steps=9, batch_syn=7)
     d = DatasetDistiller(method, ipc=2, n_iterations=0, mdt_mask_ratio=mdt_mask_ratio, net_params=NET,
@@ -497,13 +480,13 @@ def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategie
     assert {key[0] for key in keys} == {7, 6} and len({key[2][0] for key in keys}) >= 2, keys
 
 
-def test_a_fit_through_graphed_steps_equals_the_eager_fit_and_frees_them(experts, digits_small, monkeypatch):
+def test_a_fit_through_graphed_steps_equals_the_eager_fit_and_frees_them(experts, digits_small, monkeypatch,
+                                                                         graphs_on_the_cpu):
     """End to end with the CPU stand-in graphs: the same images as the eager steps, and the run (with its
     graphs, i.e. their device memory on a GPU) is freed when the fit returns, without waiting for the
     garbage collector."""
     X, y = digits_small
     eager = _mtt(experts).fit(X, y)
-    monkeypatch.setattr(GraphCache, "_capture", _replayed_on_the_cpu)
     monkeypatch.setattr(_TrajectoryMatchingRun, "_use_cuda_graphs", lambda self: True)
     runs, real_start = [], TrajectoryMatching.start
 

@@ -124,3 +124,26 @@ class GraphCache:
         with torch.cuda.graph(graph, pool=self._pool):
             out = body()
         return graph.replay, out
+
+
+class _Replayed(torch.autograd.Function):
+    """A loss whose value and gradient a graph computed: backward scales the stored gradient."""
+
+    @staticmethod
+    def forward(ctx, X, loss, grad):
+        ctx.save_for_backward(grad)
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None
+
+
+def replayed_loss(X, loss, grad):
+    """``loss`` (a graph's output, computed from ``X``'s values) as a differentiable function of ``X``.
+
+    ``grad`` is ``dloss/dX`` from the same replay; both are copied out of the graph's memory
+    (the next replay overwrites it).
+    """
+    return _Replayed.apply(X, loss, grad.clone())

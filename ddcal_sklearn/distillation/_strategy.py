@@ -52,12 +52,16 @@ class ClassBatches:
 
     def sample(self, per_class):
         """``per_class`` images of every class, without replacement, class-major order."""
+        return self.X[self.sample_index(per_class)]
+
+    def sample_index(self, per_class):
+        """The rows of ``X`` that :meth:`sample` returns (the same draw from the generator)."""
         n_classes = self.counts.shape[0]
         keys = torch.rand(n_classes, self.max_count, generator=self.generator, device=self.X.device)
         positions = torch.arange(self.max_count, device=self.X.device)
         keys = keys.masked_fill(positions >= self.counts, 2.0)  # padding never wins
         picks = keys.topk(per_class, dim=1, largest=False).indices
-        return self.X[(self.offsets + picks).reshape(-1)]
+        return (self.offsets + picks).reshape(-1)
 
 
 @dataclass

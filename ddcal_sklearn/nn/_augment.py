@@ -521,6 +521,47 @@ class SiameseAugment:
 
     __call__ = apply
 
+    def apply_static(self, x: torch.Tensor, params: DSAParams, choice: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`apply` with a structure that does not depend on the draws (for CUDA graphs).
+
+        With per-row choices (what :meth:`sample_groups` draws, ``params.choice``), :meth:`apply`
+        gathers the rows of each chosen group, on the host. Here ``choice`` is a tensor on
+        ``x``'s device, every group of ``params.ops`` transforms every row, and each row
+        keeps its own group's result (``torch.where``): the same images, up to rounding,
+        with shapes and kernels fixed whatever the draws, and no host read. Costs one
+        transformation per group and row instead of one per row.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, C, H, W)
+        params : DSAParams
+            Shared (leading dimension 1) or per-row parameters; ``params.choice`` is ignored.
+        choice : Tensor of int64 of shape (N,) on ``x``'s device, or None
+            Row ``i`` applies ``params.ops[choice[i]]`` only. None: every row applies every
+            group of ``params.ops``, as :meth:`apply` does without a choice.
+
+        Returns
+        -------
+        Tensor, shape (N, C, H, W)
+
+        Examples
+        --------
+        >>> import torch
+        >>> aug = SiameseAugment()
+        >>> p = aug.sample_groups(4, torch.Generator().manual_seed(0))
+        >>> x = torch.randn(4, 3, 8, 8)
+        >>> torch.allclose(aug.apply_static(x, p, p.choice), aug.apply(x, p), atol=1e-6)
+        True
+        """
+        params = params._replace(choice=None).to(device=x.device, dtype=x.dtype)
+        if choice is None:
+            return self.apply(x, params)
+        out = x
+        rows = choice.reshape(-1, 1, 1, 1)
+        for k, op in enumerate(params.ops):
+            out = torch.where(rows == k, _APPLY[op](self, x, params), out)
+        return out
+
     # ------------------------------------------------------------ transformations
     def _color(self, x, p):
         x = x + p.brightness
