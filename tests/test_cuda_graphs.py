@@ -1,4 +1,4 @@
-"""CUDA graphs of the distillation loops (``cuda_graphs``): DM's iteration replayed from a graph.
+"""CUDA graphs of the distillation loops (``cuda_graphs``): DM's iteration and DC/DSA's training steps.
 
 MTT's graphed steps are tested with the rest of MTT (``test_trajectory_matching.py``). The CPU tests
 stand in for the graphs (``graphs_on_the_cpu``: a replay reruns the captured body into the same
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddcal_sklearn import DatasetDistiller, DistributionMatching, SiameseAugment
+from ddcal_sklearn import DatasetDistiller, DistributionMatching, GradientMatching, SiameseAugment
 from ddcal_sklearn.distillation._dm import _DistributionMatchingRun
+from ddcal_sklearn.distillation._gradient_matching import _GradientMatchingRun
 
 NET = {"width": 8, "depth": 2}
 DM = dict(ipc=3, n_iterations=5, lr_images=1.0, batch_real=16, net_params=NET, random_state=0)
@@ -83,3 +84,63 @@ def test_dm_replayed_from_cuda_graphs_equals_the_eager_loop(digits, siamese_draw
             for graphs in (False, True)}
     np.testing.assert_allclose(made[True].X_synthetic_, made[False].X_synthetic_, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(made[True].loss_curve_, made[False].loss_curve_, rtol=1e-4)
+
+
+GM = dict(ipc=3, n_iterations=7, lr_images=0.1, momentum=0.5, batch_real=16, net_params=NET, random_state=0)
+
+
+def _recording_starts(monkeypatch, strategy_class):
+    """Weak references to the runs ``strategy_class.start`` makes."""
+    runs, real_start = [], strategy_class.start
+
+    def start(self, context):
+        run = real_start(self, context)
+        runs.append(weakref.ref(run))
+        return run
+
+    monkeypatch.setattr(strategy_class, "start", start)
+    return runs
+
+
+@pytest.mark.parametrize("dsa, mdt_mask_ratio, batch_train", [(False, 0.0, 256), (True, 0.3, 256), (True, 0.0, 8)])
+def test_gradient_matching_training_steps_through_graphs_equal_the_eager_steps(
+        digits, monkeypatch, graphs_on_the_cpu, dsa, mdt_mask_ratio, batch_train):
+    """The training steps replayed from graphs draw and compute what the eager steps do: the same images after
+    blocks of matching steps and network training (3 blocks of outer_loop=2, 3 epochs each), with minibatches
+    (batch_train=8 of 30 images: three keys of sizes 8 and 6) or the full set, MDT and DSA."""
+    X, y = digits
+    params = {**GM, "mdt_mask_ratio": mdt_mask_ratio}
+
+    def method(**kw):
+        return GradientMatching(dsa=dsa, outer_loop=2, inner_loop=3, batch_train=batch_train, **kw)
+
+    eager = DatasetDistiller(method(cuda_graphs=False), **params).fit(X, y)
+    monkeypatch.setattr(_GradientMatchingRun, "_use_cuda_graphs", lambda self: True)
+    runs = _recording_starts(monkeypatch, GradientMatching)
+    graphed = DatasetDistiller(method(), **params).fit(X, y)
+    assert runs[0]() is None  # freed with its graphs when the fit returned
+    np.testing.assert_allclose(graphed.loss_curve_, eager.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(graphed.X_synthetic_, eager.X_synthetic_, rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(eager.loss_curve_[1::2], eager.loss_curve_[0::2][:3])  # the network trained
+
+
+def test_gradient_matching_cuda_graphs_true_needs_cuda_and_no_momentum(digits):
+    if torch.cuda.is_available():
+        pytest.skip("the error is for machines without CUDA")
+    with pytest.raises(ValueError, match=r"GradientMatching\(cuda_graphs=True\) replays CUDA graphs, but the "
+                                         r"distiller runs on cpu"):
+        DatasetDistiller(GradientMatching(cuda_graphs=True), **GM).fit(*digits)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dsa", [False, True])
+def test_gradient_matching_replayed_from_cuda_graphs_equals_the_eager_loop(digits, dsa):
+    X, y = digits
+    params = {**GM, "mdt_mask_ratio": 0.3, "device": "cuda"}
+    made = {graphs: DatasetDistiller(GradientMatching(dsa=dsa, outer_loop=2, inner_loop=3, cuda_graphs=graphs),
+                                     **params).fit(X, y)
+            for graphs in (False, True)}
+    np.testing.assert_allclose(made[True].loss_curve_, made[False].loss_curve_, rtol=1e-3)
+    np.testing.assert_allclose(made[True].X_synthetic_, made[False].X_synthetic_, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match=r"without momentum only \(momentum_net=0.9\)"):
+        DatasetDistiller(GradientMatching(momentum_net=0.9, cuda_graphs=True), **params).fit(X, y)

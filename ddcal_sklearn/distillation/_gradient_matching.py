@@ -7,14 +7,18 @@ side; the synthetic-side gradients stay differentiable with respect to the
 synthetic images.
 """
 
+import functools
 import numbers
+import weakref
 
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call, grad, vmap
 
+from ..masking import _keep_mask
 from ..nn import reinitialize_
+from ._graphs import GraphCache
 from ._strategy import DistillationStrategy, StrategyRun
 
 #: (outer_loop, inner_loop) per images-per-class count, the values found good by
@@ -187,6 +191,16 @@ class GradientMatching(DistillationStrategy):
         to ``(out_units, -1)``), summed; biases and other 1-D tensors are skipped.
         ``"mse"``: squared Euclidean distance over all parameters. ``"cosine"``:
         ``1 - cos`` of all gradients flattened into one vector.
+    cuda_graphs : "auto" or bool, default="auto"
+        Run the network's training steps on the synthetic set (``inner_loop`` epochs
+        after every image update) by replaying a CUDA graph captured on the first step
+        of each structure (batch size, MDT, augmentation transform), instead of
+        launching their small kernels from Python one by one. The random draws are
+        made as without it, in the same order, and the kernels are the same: the same
+        network up to rounding. "auto": on a CUDA device with ``momentum_net=0`` (a
+        momentum buffer would be recreated with every new network). True: the same, and
+        an error elsewhere. It does not enter a checkpoint's fingerprint. See
+        ``docs/performance.md`` for what it saves.
 
     Notes
     -----
@@ -227,10 +241,11 @@ class GradientMatching(DistillationStrategy):
         "batch_syn": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "batch_train": [Interval(numbers.Integral, 1, None, closed="left")],
         "distance": [StrOptions(set(_DISTANCES))],
+        "cuda_graphs": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(self, dsa=False, *, outer_loop=None, inner_loop=None, lr_net=0.01, momentum_net=0.0,
-                 batch_syn=None, batch_train=256, distance="layerwise_cosine"):
+                 batch_syn=None, batch_train=256, distance="layerwise_cosine", cuda_graphs="auto"):
         self.dsa = dsa
         self.outer_loop = outer_loop
         self.inner_loop = inner_loop
@@ -239,6 +254,7 @@ class GradientMatching(DistillationStrategy):
         self.batch_syn = batch_syn
         self.batch_train = batch_train
         self.distance = distance
+        self.cuda_graphs = cuda_graphs
 
     def check(self, *, ipc, augment, n_dims):
         if self.batch_syn is not None and self.batch_syn > ipc:
@@ -287,6 +303,9 @@ class _GradientMatchingRun(StrategyRun):
         self.labels_syn = torch.arange(context.n_classes, device=context.device).repeat_interleave(context.ipc)
         self.net_optimizer = None
         self.step = 0
+        self._X = None
+        self._graphs = GraphCache(context.device, "GradientMatching", strategy.cuda_graphs is True) \
+            if self._use_cuda_graphs() else None
 
     def _reset_network(self):
         reinitialize_(self.context.net, self.context.gen_device)
@@ -342,6 +361,8 @@ class _GradientMatchingRun(StrategyRun):
         if last_of_block:  # the network is redrawn before the next loss
             return
         X = X_syn.detach()
+        if self._graphs is not None:
+            X = self._graph_images(X)
         n = X.shape[0]
         batch_train = self.strategy.batch_train
         for _ in range(self.inner_loop):
@@ -350,11 +371,100 @@ class _GradientMatchingRun(StrategyRun):
             else:
                 batches = (None,)
             for index in batches:
-                x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
-                x = c.mdt(x)
-                if self.train_augment is not None:
-                    x = self.train_augment(x, self.train_augment.sample(x.shape[0], c.gen_cpu, device=x.device))
-                loss = F.cross_entropy(c.net(x), y)
-                self.net_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.net_optimizer.step()
+                if self._graphs is None:
+                    self._train_step(X, index)
+                else:
+                    self._replay_train_step(X, index)
+
+    def _train_step(self, X, index):
+        """One SGD step of the network on a batch of the synthetic set (masked by MDT, augmented by DSA)."""
+        c = self.context
+        x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
+        x = c.mdt(x)
+        augment = None
+        if self.train_augment is not None:
+            augment = self.train_augment.sample(x.shape[0], c.gen_cpu, device=x.device)
+        self._sgd_step(x, y, augment)
+
+    # ------------------------------------------------------------------ CUDA graphs of the training step
+    def _use_cuda_graphs(self):
+        s, device = self.strategy, self.context.device
+        if s.cuda_graphs is True and device.type != "cuda":
+            raise ValueError(f"GradientMatching(cuda_graphs=True) replays CUDA graphs, but the distiller runs on "
+                             f"{device}: set device='cuda', or cuda_graphs='auto' (CUDA graphs where available).")
+        if s.cuda_graphs is True and s.momentum_net != 0:
+            raise ValueError(f"GradientMatching(cuda_graphs=True) replays the network's SGD step, which it can do "
+                             f"without momentum only (momentum_net={s.momentum_net!r}): set momentum_net=0, or "
+                             "cuda_graphs='auto' (then the steps run op by op).")
+        return bool(s.cuda_graphs) and device.type == "cuda" and s.momentum_net == 0
+
+    def _graph_images(self, X):
+        """The synthetic set copied into the static tensor the training graphs read (once per iteration)."""
+        if self._X is None:
+            self._X = torch.zeros_like(X)
+        self._X.copy_(X)
+        return self._X
+
+    def _replay_train_step(self, X, index):
+        """:meth:`_train_step` replayed from a CUDA graph: the same draws in the same order, the same kernels."""
+        c = self.context
+        rows = X.shape[0] if index is None else index.shape[0]
+        keep = None
+        if c.mdt_mask_ratio > 0:  # mask_elements' draw
+            keep = _keep_mask((rows, *X.shape[1:]), c.mdt_mask_ratio, c.gen_device, X.device)
+        augment = None
+        if self.train_augment is not None:
+            augment = self.train_augment.sample(rows, c.gen_cpu, device=X.device)
+        key = (rows, index is None, keep is not None, None if augment is None else augment.ops)
+        inputs = (index, keep, augment)
+        entry = self._graphs.get(key, inputs, functools.partial(_training_bodies, weakref.ref(self), X))
+        if entry is None:  # capture failed ("auto"): the same step, op by op
+            x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
+            self._sgd_step(x if keep is None else x * keep.to(x.dtype), y, augment)
+            return
+        replay, _ = entry["step"]
+        replay()
+
+    def _sgd_step(self, x, y, augment):
+        """Augment ``x`` (DSA), then one SGD step of the network on the cross-entropy of ``(x, y)``."""
+        if augment is not None:
+            x = self.train_augment(x, augment)
+        loss = F.cross_entropy(self.context.net(x), y)
+        self.net_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.net_optimizer.step()
+
+
+def _training_bodies(run, X, static):
+    """The training step's graph (``run`` held weakly: the graphs must not keep their run alive)."""
+    index, keep, augment = static
+
+    def step():
+        self = run()
+        x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
+        if keep is not None:
+            x = x * keep.to(x.dtype)
+        if augment is not None:
+            x = self.train_augment(x, augment)
+        loss = F.cross_entropy(self.context.net(x), y)
+        # no kernel (Python state only): a replay writes the gradients afresh, as captured
+        self.net_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.net_optimizer.step()
+        return loss.detach()
+
+    return {"step": (step, _undo_warm_up(run))}
+
+
+def _undo_warm_up(run):
+    """A ``prepare`` for the training step's capture: the warm-up took real SGD steps, so the weights go
+    back to what they were (the capture itself runs nothing)."""
+    net = run().context.net
+    saved = [p.detach().clone() for p in net.parameters()]
+
+    def prepare():
+        with torch.no_grad():
+            for p, value in zip(net.parameters(), saved):
+                p.copy_(value)
+
+    return prepare

@@ -79,8 +79,11 @@ class GraphCache:
             The structure of ``inputs``.
         inputs : tuple
             Tensors, NamedTuples of tensors, or None.
-        bodies : callable ``static -> {name: zero-argument body}``
-            Called once per key with the static copies of ``inputs``.
+        bodies : callable ``static -> {name: body or (body, prepare)}``
+            Called once per key with the static copies of ``inputs``; bodies take no
+            argument. A ``prepare`` is called after its body's warm-up runs and before
+            its capture (which runs nothing): a body with side effects (a training
+            step) undoes its warm-up there.
 
         Returns
         -------
@@ -97,7 +100,7 @@ class GraphCache:
         try:
             entry = {"inputs": static}
             for name, body in bodies(static).items():
-                entry[name] = self._capture(body)
+                entry[name] = self._capture(*(body if isinstance(body, tuple) else (body,)))
         except RuntimeError as err:  # an op that cannot be captured (a host sync in a custom network...)
             if self.strict:
                 raise RuntimeError(f"{self.owner} with cuda_graphs=True could not capture a step: {err}. Use "
@@ -109,7 +112,7 @@ class GraphCache:
         self.graphs[key] = entry
         return entry
 
-    def _capture(self, body):
+    def _capture(self, body, prepare=None):
         """``(replay, outputs)``: ``body`` captured as a CUDA graph; ``replay()`` reruns it on the static tensors."""
         current = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
@@ -118,6 +121,8 @@ class GraphCache:
             for _ in range(2):
                 body()
         current.wait_stream(side)
+        if prepare is not None:
+            prepare()
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
