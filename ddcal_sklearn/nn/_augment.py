@@ -453,6 +453,8 @@ class SiameseAugment:
         vals = u * mul + add
         if device is not None:
             nb = torch.device(device).type != "cpu"  # see DSAParams.to
+            if torch.device(device).type == "cuda" and vals.device.type == "cpu":
+                vals = vals.pin_memory()  # from pageable memory the driver may wait for the device
             vals = vals.to(device, non_blocking=nb)
         col = lambda j: vals[:, j].reshape(rows, 1, 1, 1)  # noqa: E731
         return DSAParams(
