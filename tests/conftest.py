@@ -104,3 +104,20 @@ def graphs_on_the_cpu(monkeypatch):
         return replay, out
 
     monkeypatch.setattr(GraphCache, "_capture", capture)
+
+
+@pytest.fixture
+def broken_graphs_on_the_cpu(monkeypatch):
+    """Stand-in CUDA graphs whose replays compute nothing: what a capture gone silently wrong looks like."""
+    from ddcal_sklearn.distillation._graphs import GraphCache
+
+    def capture(self, body, prepare=None):
+        out = body()
+        with torch.no_grad():
+            for tensor in out if isinstance(out, tuple) else (out,):
+                tensor.zero_()
+        if prepare is not None:
+            prepare()
+        return (lambda: None), out
+
+    monkeypatch.setattr(GraphCache, "_capture", capture)

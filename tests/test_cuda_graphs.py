@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ddcal_sklearn import DatasetDistiller, DistributionMatching, GradientMatching, SiameseAugment
+from ddcal_sklearn import (DatasetDistiller, DistributionMatching, ExpertTrajectories, GradientMatching,
+                           SiameseAugment, TrajectoryMatching)
 from ddcal_sklearn.distillation._dm import _DistributionMatchingRun
 from ddcal_sklearn.distillation._gradient_matching import _GradientMatchingRun
+from ddcal_sklearn.distillation._trajectory_matching import _TrajectoryMatchingRun
 
 NET = {"width": 8, "depth": 2}
 DM = dict(ipc=3, n_iterations=5, lr_images=1.0, batch_real=16, net_params=NET, random_state=0)
@@ -144,3 +146,34 @@ def test_gradient_matching_replayed_from_cuda_graphs_equals_the_eager_loop(digit
     np.testing.assert_allclose(made[True].X_synthetic_, made[False].X_synthetic_, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match=r"without momentum only \(momentum_net=0.9\)"):
         DatasetDistiller(GradientMatching(momentum_net=0.9, cuda_graphs=True), **params).fit(X, y)
+
+
+def _methods(X, y):
+    """``(run class, strategy, distiller parameters)`` of each method with CUDA graphs, sized for digits."""
+    experts = ExpertTrajectories(n_experts=1, n_epochs=2, net_params=NET, random_state=0).fit(X, y)
+    return [
+        (_DistributionMatchingRun, lambda **kw: DistributionMatching(**kw), {**DM, "mdt_mask_ratio": 0.2}),
+        (_GradientMatchingRun, lambda **kw: GradientMatching(dsa=True, outer_loop=2, inner_loop=2, **kw),
+         {**GM, "n_iterations": 4}),
+        (_TrajectoryMatchingRun, lambda **kw: TrajectoryMatching(experts=experts, syn_steps=3, max_start_epoch=1,
+                                                                 expert_epochs=1, **kw),
+         {**DM, "lr_images": 100.0, "n_iterations": 3}),
+    ]
+
+
+def test_a_replay_that_differs_from_the_eager_step_is_caught(digits, monkeypatch, broken_graphs_on_the_cpu):
+    """Graphs whose replays compute nothing (a capture gone silently wrong): the first replay of each
+    graph is compared with the eager step, so "auto" warns and runs eagerly, giving the eager images,
+    and cuda_graphs=True raises."""
+    X, y = digits
+    for run_class, method, params in _methods(X, y):
+        eager = DatasetDistiller(method(cuda_graphs=False), **params).fit(X, y)
+        with monkeypatch.context() as patch:
+            patch.setattr(run_class, "_use_cuda_graphs", lambda self: True)
+            with pytest.warns(RuntimeWarning, match="differs from the same step run op by op; its steps run op by "
+                                                    "op instead"):
+                fallen_back = DatasetDistiller(method(), **params).fit(X, y)
+            np.testing.assert_allclose(fallen_back.X_synthetic_, eager.X_synthetic_, rtol=1e-5, atol=1e-5)
+            with pytest.raises(RuntimeError, match=r"with cuda_graphs=True: a step replayed from its CUDA graph "
+                                                   r"differs .* use cuda_graphs=False"):
+                DatasetDistiller(method(cuda_graphs=True), **params).fit(X, y)

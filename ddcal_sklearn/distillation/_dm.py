@@ -95,6 +95,14 @@ class _DistributionMatchingRun(StrategyRun):
             return self.matching_loss(X_syn, inputs)
         replay, (loss, grad) = entry["loss"]
         replay()
+        if not self._graphs.checked(entry, "loss"):
+            loss, grad = loss.clone(), grad.clone()
+            with torch.enable_grad():
+                X = X_syn.detach().requires_grad_(True)
+                expected = self.matching_loss(X, inputs)
+                (expected_grad,) = torch.autograd.grad(expected, X)
+            if not self._graphs.agrees(entry, "loss", (loss, grad), (expected.detach(), expected_grad)):
+                return self.matching_loss(X_syn, inputs)
         return replayed_loss(X_syn, loss, grad)
 
     def draws(self, X_syn):

@@ -112,6 +112,52 @@ class GraphCache:
         self.graphs[key] = entry
         return entry
 
+    def agrees(self, entry, name, got, expected):
+        """Whether a graph's first replay gave what the eager step gives; checked once per graph.
+
+        Capture can go wrong in ways no exception reports (an op that reads host state, a
+        library whose kernels change between capture and replay): the first replay of every
+        graph is compared with the eager computation of the same step, to rounding (one
+        host read per graph). On a mismatch "auto" warns and runs eagerly from then on;
+        ``cuda_graphs=True`` raises.
+
+        Parameters
+        ----------
+        entry : dict
+            From :meth:`get`.
+        name : str
+            The graph's name in ``entry``.
+        got, expected : Tensor or tuple of Tensor
+            The replay's outputs and the eager step's.
+
+        Returns
+        -------
+        bool
+            True: use the graph's outputs (now and, unchecked, later).
+        """
+        entry[f"checked {name}"] = True
+        got = got if isinstance(got, tuple) else (got,)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        with torch.no_grad():
+            close = all(torch.allclose(g, e, rtol=1e-3, atol=1e-4 * float(e.abs().max()) if e.numel() else 0.0)
+                        for g, e in zip(got, expected))
+        if close:
+            return True
+        message = (f"{self.owner} with cuda_graphs=%s: a step replayed from its CUDA graph differs from the same "
+                   "step run op by op")
+        if self.strict:
+            raise RuntimeError(message % "True" + "; use cuda_graphs=False (or 'auto', which then runs the steps op "
+                                                  "by op).")
+        self.failed = "replay differs from the eager step"
+        warnings.warn(message % "'auto'" + "; its steps run op by op instead (same results, slower).",
+                      RuntimeWarning, stacklevel=3)
+        return False
+
+    @staticmethod
+    def checked(entry, name):
+        """Whether :meth:`agrees` already compared this graph's first replay."""
+        return entry.get(f"checked {name}", False)
+
     def _capture(self, body, prepare=None):
         """``(replay, outputs)``: ``body`` captured as a CUDA graph; ``replay()`` reruns it on the static tensors."""
         current = torch.cuda.current_stream(self.device)
