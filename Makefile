@@ -35,7 +35,7 @@ test-experiments: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_classifier.py
-	$(PY) benchmarks/bench_dm.py
+	$(PY) benchmarks/bench_reference.py --iterations 3 --steps 5 10 --ipc-large 0
 	$(PY) benchmarks/bench_metrics.py
 
 # the documentation site in docs/_build/html, warnings as errors; the gallery's examples run

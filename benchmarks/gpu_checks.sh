@@ -15,20 +15,7 @@ OUT=${OUT:?set OUT to a folder for the results}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
 mkdir -p "$OUT"
-if [ -d .whl ] && ! $PY -c "import skorch, imblearn" 2>/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .whl/skorch-*.whl .whl/imbalanced_learn-*.whl || exit 1
-    $PY -c "import sklearn, sys; sys.exit(tuple(map(int, sklearn.__version__.split('.')[:2])) < (1, 7))" ||
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-            .whl/scikit_learn-*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
-export DDCAL_CACHE=${DDCAL_CACHE:-/tmp/ddcal-cache}   # decode the CIFAR-10 JPEGs once for all steps
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$OUT/hardware.txt"
-$PY -c "import torch, sklearn, skorch; print('torch', torch.__version__, 'sklearn', sklearn.__version__, 'skorch', skorch.__version__)" \
-    | tee -a "$OUT/hardware.txt"
+source benchmarks/_device_env.sh
 
 if [ "${QUICK:-0}" = 1 ]; then
     NETS=(--dataset digits --epochs 5 --n-networks 3)

@@ -6,17 +6,19 @@ import inspect
 import json
 import numbers
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
-from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
-from skorch.dataset import unpack_data
+import torch.optim.optimizer as _optimizer_module
+from skorch import NeuralNet, NeuralNetClassifier
+from skorch.callbacks import Callback, EpochScoring, EpochTimer, LRScheduler, PassthroughScoring, PrintLog
+from skorch.dataset import get_len, unpack_data
 from skorch.history import History
-from skorch.utils import data_from_dataset, is_dataset, to_device, to_numpy, to_tensor
+from skorch.utils import TeeGenerator, data_from_dataset, is_dataset, to_device, to_numpy, to_tensor
 from sklearn.base import clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
@@ -73,6 +75,9 @@ class _RequestedDevice:
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self
+        loop = obj.__dict__.get("_training_loop")
+        if loop is not None:  # read twice per batch; fixed while the fit loop runs
+            return loop.device
         requested = obj.__dict__.get("device", "auto")
         try:
             return None if requested is None else str(resolve_device(requested))
@@ -95,7 +100,7 @@ _CHECKPOINT_KEYS = {
 }
 #: attributes that live only while fit runs (CUDA generators among them): never pickled
 _TRANSIENT = ("_shuffle_generator", "_mixup_generator", "_mixup_rng", "_augment_generator", "_augment",
-              "_checkpoint_run", "_sized_by_data")
+              "_checkpoint_run", "_sized_by_data", "_training_loop")
 
 
 class _OutOfMemoryAdvice(torch.OutOfMemoryError):
@@ -192,6 +197,191 @@ class _SoftTargets(torch.utils.data.Dataset):
         return x, target
 
 
+#: optimizers whose ``step(closure)`` calls the closure once, before it changes anything: for them
+#: ``zero_grad``, forward/backward, ``step()`` is the arithmetic of skorch's closure step, in its order
+#: (LBFGS calls the closure again, so it keeps skorch's step)
+_ONE_CALL_CLOSURE_OPTIMIZERS = (
+    torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+    torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.ASGD,
+    torch.optim.Rprop,
+)
+_NET_HOOKS = ("on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end", "on_grad_computed")
+#: batch losses held on the device before they are read in one go (bounds their memory)
+_MAX_PENDING = 1024
+
+
+class _OneEpoch:
+    """The ``net`` that a deferred :class:`PassthroughScoring` sees: a history of its own epoch only."""
+
+    def __init__(self, row):
+        self.history = History([row])
+
+
+def _skips(callback, method, training, net):
+    """Whether ``callback.method`` does nothing for a batch of this kind (so it need not be called)."""
+    kind = type(callback)
+    if getattr(kind, method) is getattr(Callback, method):
+        return True
+    if method != "on_batch_end":
+        return False
+    if kind in (LRScheduler, LRStepAtFraction):
+        return not training or callback.step_every != "batch"
+    if kind is EpochScoring:
+        caching = callback.use_caching if net.use_caching == "auto" else net.use_caching
+        return not caching or training != callback.on_train
+    return False
+
+
+def _reads_no_batch_losses(callback):
+    """Whether the batch-level hooks of ``callback`` are known not to read the history."""
+    kind = type(callback)
+    if kind is EpochScoring:  # caches the batch's targets and predictions
+        return True
+    # stepping per batch records the learning rate; only ReduceLROnPlateau reads a score
+    return kind in (LRScheduler, LRStepAtFraction) and not isinstance(
+        getattr(callback, "lr_scheduler_", None), torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _epoch_end_role(callback):
+    """How the own loop runs ``callback.on_epoch_end`` (see ``_TrainingLoop.notify``)."""
+    kind = type(callback)
+    if kind in (PrintLog, PassthroughScoring, EpochScoring):
+        return kind
+    if kind is EpochTimer or (kind in (LRScheduler, LRStepAtFraction) and (
+            callback.step_every != "epoch" or not isinstance(
+                getattr(callback, "lr_scheduler_", None), torch.optim.lr_scheduler.ReduceLROnPlateau))):
+        return "safe"  # reads no loss
+    return "reader"  # may read anything: the losses are read first
+
+
+class _TrainingLoop:
+    """The per-batch work of one ``fit_loop``, without skorch's per-batch host sync and no-op calls.
+
+    skorch reads every batch loss with ``.item()``: a host sync per batch, after which the
+    host waits for the device at every step instead of queueing the next one. Here a loss
+    stays on the device (detached) in the history until something reads it: then all the
+    pending ones are read in one ``tolist``. The readers are known: a callback that is not
+    known to leave the losses alone gets them as floats before its hook runs, and every
+    ``PassthroughScoring`` of a pending loss runs later, on its own epoch, when they are read
+    (same values, same ``*_best`` flags, keys in the same order); the end of the fit loop
+    and each checkpoint read them all. Hooks that do nothing (the base class's, an LR
+    scheduler stepping per epoch at a batch's end, ...) are not called, a silent ``PrintLog``
+    does not build the table nobody sees, a module already in training mode is not walked
+    to be set so again, and with an optimizer that calls its closure once the step runs
+    without skorch's closure and accumulator. (``dur`` then times the host's work of the
+    epoch: on a GPU the device may still be running it.)
+    """
+
+    def __init__(self, net):
+        callbacks = [callback for _, callback in net.callbacks_]
+        # per training flag: the on_batch_begin and on_batch_end hooks that do something
+        self.batch_hooks = {
+            training: tuple([getattr(cb, method) for cb in callbacks if not _skips(cb, method, training, net)]
+                            for method in ("on_batch_begin", "on_batch_end"))
+            for training in (True, False)}
+        self.grad_hooks = any(not _skips(cb, "on_grad_computed", True, net) for cb in callbacks)
+        batch_callbacks = {id(hook.__self__): hook.__self__ for hooks in self.batch_hooks.values()
+                           for group in hooks for hook in group}
+        # a batch hook that may read the losses of earlier batches gets them as floats, as in skorch
+        self.defer = not self.grad_hooks and all(map(_reads_no_batch_losses, batch_callbacks.values()))
+        # the epoch hooks that do something: (bound method, whether the losses are read first)
+        self.epoch_begin = [(callback.on_epoch_begin, type(callback) not in (EpochTimer, EpochScoring))
+                            for callback in callbacks if not _skips(callback, "on_epoch_begin", True, net)]
+        self.epoch_end = [(callback, _epoch_end_role(callback)) for callback in callbacks
+                          if not _skips(callback, "on_epoch_end", True, net)]
+        optimizers = [getattr(net, name + "_") for name in net._optimizers]
+        self.plain_step = all(
+            type(optimizer) in _ONE_CALL_CLOSURE_OPTIMIZERS and not optimizer._optimizer_step_pre_hooks
+            for optimizer in optimizers) and not _optimizer_module._global_optimizer_pre_hooks
+        self.device = net.device
+        # module.train() walks every submodule (nn.Module.__setattr__ on each) at every batch
+        self.top_modules = self._top_modules(net)
+        self.all_modules = [module for top in self.top_modules for module in top.modules()]
+        self.plain_train = all(type(module).train is torch.nn.Module.train for module in self.all_modules)
+        self.pending = []  # (batch row, key, detached loss on the device)
+        self.deferred = []  # (PassthroughScoring, epoch row): its on_epoch_end, run once the losses are read
+
+    @staticmethod
+    def _top_modules(net):
+        modules = [getattr(net, name + "_") for name in net._modules + net._criteria]
+        return [module for module in modules if isinstance(module, torch.nn.Module)]
+
+    @staticmethod
+    def applies_to(net):
+        """Whether the net's own hooks, notify and training step are as here (a subclass may change them)."""
+        kind = type(net)
+        return type(net.history_) is History and kind.notify is ConvNetClassifier.notify and \
+            all(getattr(kind, hook) is getattr(NeuralNet, hook) for hook in _NET_HOOKS) and all(
+                getattr(kind, name) is getattr(NeuralNet, name)
+                for name in ("get_train_step_accumulator", "_step_optimizer", "_zero_grad_optimizer"))
+
+    def in_mode(self, net, training):
+        """Whether every module is in this mode already (so ``_set_training`` would change nothing)."""
+        return self.plain_train and all(module.training == training for module in self.all_modules) and \
+            self._top_modules(net) == self.top_modules
+
+    def record(self, row, key, loss):
+        """``row[key] = loss.item()``, deferred when the loss is a floating-point scalar tensor."""
+        if not (self.defer and isinstance(loss, torch.Tensor) and loss.ndim == 0 and loss.is_floating_point()):
+            row[key] = loss.item()
+            return
+        row[key] = loss = loss.detach()
+        self.pending.append((row, key, loss))
+        if len(self.pending) >= _MAX_PENDING:
+            self.resolve()
+
+    def resolve(self):
+        """Read every pending loss (one host sync per device and dtype), then run the deferred scorings."""
+        groups = {}
+        for entry in self.pending:
+            groups.setdefault((entry[2].device, entry[2].dtype), []).append(entry)
+        self.pending = []
+        for entries in groups.values():
+            for (row, key, _), value in zip(entries, torch.stack([e[2] for e in entries]).tolist()):
+                row[key] = value
+        deferred, self.deferred = self.deferred, []
+        for callback, row in deferred:
+            callback.on_epoch_end(_OneEpoch(row))
+
+    def notify(self, net, method_name, kwargs):
+        """``net.notify`` for ``on_epoch_begin`` / ``on_epoch_end``: losses read only where a hook may need them."""
+        history = net.history_
+        if method_name == "on_epoch_begin":
+            history.append({"batches": []})  # skorch's net.on_epoch_begin (without History.record's copy)
+            list.__getitem__(history, -1)["epoch"] = len(history)
+            for hook, reads in self.epoch_begin:
+                if reads:
+                    self.resolve()
+                hook(net, **kwargs)
+            return
+        row = list.__getitem__(history, -1)
+        for callback, role in self.epoch_end:
+            if role is PrintLog:
+                if callback.sink is print and not net.verbose:
+                    # what its on_epoch_end leaves when it prints nothing, without formatting the table
+                    callback.first_iteration_ = False
+                    sys.stdout.flush()
+                    continue
+                self.resolve()
+            elif role is PassthroughScoring:  # reads the batch values of its name only
+                name = callback.name
+                if not any(name in batch for batch in row["batches"]):
+                    continue  # it would find none and return (the validation loss without validation data)
+                if self.pending and any(isinstance(batch.get(name), torch.Tensor) for batch in row["batches"]):
+                    row[name] = None  # placeholders keep the keys in skorch's order
+                    if callback.lower_is_better is not None:
+                        row[name + "_best"] = None
+                    self.deferred.append((callback, row))
+                    continue
+            elif role is EpochScoring:
+                if kwargs.get("dataset_train" if callback.on_train else "dataset_valid") is None:
+                    continue  # it would find no data to score and return
+                self.resolve()
+            elif role == "reader":
+                self.resolve()
+            callback.on_epoch_end(net, **kwargs)
+
+
 class ConvNetClassifier(NeuralNetClassifier):
     """A skorch classifier set up for networks trained on distilled (or real) images.
 
@@ -211,7 +401,9 @@ class ConvNetClassifier(NeuralNetClassifier):
       :class:`~ddcal_sklearn.MaskedTemperatureCalibrator` scales;
     - ``device="auto"`` (CUDA when available) and data kept on the device during
       training (:class:`DeviceBatchIterator`), so small sets are not dominated by
-      per-batch Python overhead;
+      per-batch Python overhead; the batch losses stay on the device until a callback
+      or the end of the fit reads them (skorch waits for the device at every batch),
+      and the history ends as skorch's would (``dur`` then times the host's work);
     - ``random_state``: module initialisation, shuffling and mixup come from it, never
       from torch's global generator (reproducible on CPU);
     - augmentation while training (``augment="dsa"`` or ``"dc"``), the evaluation
@@ -428,6 +620,8 @@ class ConvNetClassifier(NeuralNetClassifier):
     """
 
     device = _RequestedDevice()
+    #: False: skorch's own per-batch loop (a .item() host sync per batch), as the reference in tests
+    _fast_loop = True
 
     # Validated at the start of fit, scikit-learn style (skorch's own _validate_params
     # checks prefixed names, so sklearn's is called under another name).
@@ -862,10 +1056,78 @@ class ConvNetClassifier(NeuralNetClassifier):
         run = self.__dict__.get("_checkpoint_run")
         if epochs is None and run is not None and run.state is not None:
             epochs = max(self.max_epochs - run.state["epoch"], 0)  # only what the checkpoint lacks
-        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        loop = _TrainingLoop(self) if self._fast_loop and _TrainingLoop.applies_to(self) else None
+        self._training_loop = loop
+        failed = True
+        try:
+            super().fit_loop(X, y, epochs=epochs, **fit_params)
+            failed = False
+        finally:
+            self.__dict__.pop("_training_loop", None)
+            if loop is not None:
+                try:  # the history holds floats whatever happens
+                    loop.resolve()
+                except Exception:
+                    if not failed:
+                        raise  # else the error that stopped the fit is the one to see
+        return self
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        loop = self.__dict__.get("_training_loop")
+        if loop is None or iterator is None:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        # skorch's loop (net.notify per batch, history.record_batch of loss.item()), calling
+        # only the batch hooks that do something and recording the loss without a host sync
+        begin, end = loop.batch_hooks[training]
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        batch_count = 0
+        for batch in iterator:
+            list.__getitem__(self.history_, -1)["batches"].append({})  # skorch's net.on_batch_begin
+            for hook in begin:
+                hook(self, batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            row = list.__getitem__(self.history_, -1)["batches"][-1]
+            loop.record(row, loss_key, step["loss"])
+            Xi = batch[0] if isinstance(batch, (tuple, list)) else batch
+            row[size_key] = len(Xi) if isinstance(Xi, torch.Tensor) else get_len(Xi)
+            for hook in end:
+                hook(self, batch=batch, training=training, **step)
+            batch_count += 1
+        list.__getitem__(self.history_, -1)[prefix + "_batch_count"] = batch_count  # history.record
+
+    def train_step(self, batch, **fit_params):
+        loop = self.__dict__.get("_training_loop")
+        if loop is None or not loop.plain_step:
+            return super().train_step(batch, **fit_params)
+        # skorch's step without its closure and step accumulator: these optimizers run the
+        # closure first, so the work and its order are the same
+        self._zero_grad_optimizer()
+        with torch.enable_grad():  # as the optimizer runs skorch's closure
+            step = self.train_step_single(batch, **fit_params)
+            if loop.grad_hooks:
+                self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                            batch=batch, training=True)
+        self._step_optimizer(None)
+        return step
+
+    def _set_training(self, training=True):
+        loop = self.__dict__.get("_training_loop")
+        if loop is not None and loop.in_mode(self, training):
+            return  # train(training) would change nothing
+        super()._set_training(training)
+
+    def _read_losses(self):
+        """Turn the batch losses still on the device into floats (a checkpoint is about to read the history)."""
+        loop = self.__dict__.get("_training_loop")
+        if loop is not None:
+            loop.resolve()
 
     def notify(self, method_name, **cb_kwargs):
-        super().notify(method_name, **cb_kwargs)
+        loop = self.__dict__.get("_training_loop")
+        if loop is not None and method_name in ("on_epoch_begin", "on_epoch_end"):
+            loop.notify(self, method_name, cb_kwargs)
+        else:
+            super().notify(method_name, **cb_kwargs)
         run = self.__dict__.get("_checkpoint_run")
         if run is None:
             return
@@ -942,6 +1204,7 @@ class ConvNetClassifier(NeuralNetClassifier):
             check=lambda state: [] if 0 <= state["epoch"] <= self.max_epochs else ["epoch"])
 
     def _save_checkpoint(self, path, fingerprint):
+        self._read_losses()
         generators = {name: generator.get_state() for name, generator in
                       (("shuffle", getattr(self, "_shuffle_generator", None)),
                        ("mixup", getattr(self, "_mixup_generator", None)),
