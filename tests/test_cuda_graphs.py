@@ -177,3 +177,16 @@ def test_a_replay_that_differs_from_the_eager_step_is_caught(digits, monkeypatch
             with pytest.raises(RuntimeError, match=r"with cuda_graphs=True: a step replayed from its CUDA graph "
                                                    r"differs .* use cuda_graphs=False"):
                 DatasetDistiller(method(cuda_graphs=True), **params).fit(X, y)
+
+
+class _OwnInit(DistributionMatching):
+    """A subclass written before ``cuda_graphs`` existed: its ``__init__`` does not take it."""
+
+    def __init__(self, tag="x"):
+        self.tag = tag
+
+
+def test_a_strategy_subclass_without_cuda_graphs_in_its_init_still_fits(digits):
+    d = DatasetDistiller(_OwnInit(), **DM).fit(*digits)  # its setting is taken as "auto"
+    expected = DatasetDistiller(DistributionMatching(), **DM).fit(*digits)
+    np.testing.assert_array_equal(d.X_synthetic_, expected.X_synthetic_)

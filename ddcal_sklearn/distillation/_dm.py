@@ -7,7 +7,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ..masking import _keep_mask
 from ..nn import reinitialize_
-from ._graphs import GraphCache, replayed_loss, weak_method
+from ._graphs import GraphCache, cuda_graphs_setting, replayed_loss, weak_method
 from ._strategy import DistillationStrategy, StrategyRun
 
 
@@ -69,11 +69,11 @@ class _DistributionMatchingRun(StrategyRun):
         self.per_class = min(context.batch_real, context.real.min_count)
         self._graphs = self._X = None
         if self._use_cuda_graphs():
-            self._graphs = GraphCache(context.device, "DistributionMatching", strategy.cuda_graphs is True)
+            self._graphs = GraphCache(context.device, "DistributionMatching", cuda_graphs_setting(strategy) is True)
             self._matching_loss = weak_method(self.matching_loss)  # the cache's bodies must not hold the run
 
     def _use_cuda_graphs(self):
-        cuda_graphs, device = self.strategy.cuda_graphs, self.context.device
+        cuda_graphs, device = cuda_graphs_setting(self.strategy), self.context.device
         if cuda_graphs is True and device.type != "cuda":
             raise ValueError(f"DistributionMatching(cuda_graphs=True) replays CUDA graphs, but the distiller runs on "
                              f"{device}: set device='cuda', or cuda_graphs='auto' (CUDA graphs where available).")

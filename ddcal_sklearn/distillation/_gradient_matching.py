@@ -18,7 +18,7 @@ from torch.func import functional_call, grad, vmap
 
 from ..masking import _keep_mask
 from ..nn import reinitialize_
-from ._graphs import GraphCache
+from ._graphs import GraphCache, cuda_graphs_setting
 from ._strategy import DistillationStrategy, StrategyRun
 
 #: (outer_loop, inner_loop) per images-per-class count, the values found good by
@@ -304,7 +304,7 @@ class _GradientMatchingRun(StrategyRun):
         self.net_optimizer = None
         self.step = 0
         self._X = None
-        self._graphs = GraphCache(context.device, "GradientMatching", strategy.cuda_graphs is True) \
+        self._graphs = GraphCache(context.device, "GradientMatching", cuda_graphs_setting(strategy) is True) \
             if self._use_cuda_graphs() else None
 
     def _reset_network(self):
@@ -389,14 +389,15 @@ class _GradientMatchingRun(StrategyRun):
     # ------------------------------------------------------------------ CUDA graphs of the training step
     def _use_cuda_graphs(self):
         s, device = self.strategy, self.context.device
-        if s.cuda_graphs is True and device.type != "cuda":
+        cuda_graphs = cuda_graphs_setting(s)
+        if cuda_graphs is True and device.type != "cuda":
             raise ValueError(f"GradientMatching(cuda_graphs=True) replays CUDA graphs, but the distiller runs on "
                              f"{device}: set device='cuda', or cuda_graphs='auto' (CUDA graphs where available).")
-        if s.cuda_graphs is True and s.momentum_net != 0:
+        if cuda_graphs is True and s.momentum_net != 0:
             raise ValueError(f"GradientMatching(cuda_graphs=True) replays the network's SGD step, which it can do "
                              f"without momentum only (momentum_net={s.momentum_net!r}): set momentum_net=0, or "
                              "cuda_graphs='auto' (then the steps run op by op).")
-        return bool(s.cuda_graphs) and device.type == "cuda" and s.momentum_net == 0
+        return bool(cuda_graphs) and device.type == "cuda" and s.momentum_net == 0
 
     def _graph_images(self, X):
         """The synthetic set copied into the static tensor the training graphs read (once per iteration)."""

@@ -26,6 +26,11 @@ def weak_method(function):
     return lambda: function
 
 
+def cuda_graphs_setting(strategy):
+    """The strategy's ``cuda_graphs``: "auto" for a subclass whose ``__init__`` does not take it (written before it)."""
+    return getattr(strategy, "cuda_graphs", "auto")
+
+
 def clone_static(value):
     """A graph-owned copy of a step input: a tensor, a NamedTuple of tensors (DSAParams), or None."""
     if value is None or isinstance(value, torch.Tensor):
@@ -163,12 +168,14 @@ class GraphCache:
         current = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(current)
-        with torch.cuda.stream(side):  # warm-up off the capture: cuDNN/cuBLAS workspaces, autograd state
-            for _ in range(2):
-                body()
-        current.wait_stream(side)
-        if prepare is not None:
-            prepare()
+        try:
+            with torch.cuda.stream(side):  # warm-up off the capture: cuDNN/cuBLAS workspaces, autograd state
+                for _ in range(2):
+                    body()
+        finally:  # also when the warm-up fails: the eager steps then start from the state before it
+            current.wait_stream(side)
+            if prepare is not None:
+                prepare()
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()

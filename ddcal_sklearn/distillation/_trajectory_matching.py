@@ -30,7 +30,7 @@ from torch.func import functional_call
 from ..masking import _keep_mask
 from ..nn import unflatten_parameters
 from ._experts import ExpertTrajectories, non_finite_experts
-from ._graphs import GraphCache, weak_method
+from ._graphs import GraphCache, cuda_graphs_setting, weak_method
 from ._strategy import DistillationStrategy, StrategyRun
 
 
@@ -441,22 +441,23 @@ class _TrajectoryMatchingRun(StrategyRun):
         self._mask_generator = torch.Generator(device=self.device)
         self._image_shape = tuple(c.real.X.shape[1:])
         self._graphed = (_GraphedSteps(self.student_loss, self.step_inputs, self.device,
-                                       strict=strategy.cuda_graphs is True)
+                                       strict=cuda_graphs_setting(strategy) is True)
                          if self._use_cuda_graphs() else None)
 
     # ------------------------------------------------------------------ set-up
     def _use_cuda_graphs(self):
         s = self.strategy
-        if s.cuda_graphs == "auto":
+        cuda_graphs = cuda_graphs_setting(s)
+        if cuda_graphs == "auto":
             return self.device.type == "cuda" and s.checkpointed is not False
-        if s.cuda_graphs and self.device.type != "cuda":
+        if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"TrajectoryMatching(cuda_graphs=True) replays CUDA graphs, but the distiller runs on "
                              f"{self.device}: set device='cuda', or cuda_graphs='auto' (CUDA graphs where available).")
-        if s.cuda_graphs and s.checkpointed is False:
+        if cuda_graphs and s.checkpointed is False:
             raise ValueError("TrajectoryMatching(cuda_graphs=True) replays the steps of the recomputed gradient, "
                              "but checkpointed=False back-propagates through the stored unrolled graph: set "
                              "checkpointed=True (or an int), or cuda_graphs=False.")
-        return bool(s.cuda_graphs)
+        return bool(cuda_graphs)
 
     def _fitted_experts(self):
         s, c = self.strategy, self.context
