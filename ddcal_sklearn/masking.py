@@ -20,12 +20,35 @@ def check_mask_ratio(mask_ratio, *, param="mask_ratio"):
     return float(mask_ratio)
 
 
-def _keep_mask(shape, mask_ratio, generator, device):
-    """The boolean keep-mask :func:`mask_elements` multiplies a tensor of ``shape`` by (True: kept).
+def keep_mask(shape, mask_ratio, generator, device):
+    """The boolean keep-mask that :func:`mask_elements` multiplies a tensor of ``shape`` by.
 
-    One ``torch.rand`` of ``shape`` from ``generator``: the same generator state gives the
-    mask :func:`mask_elements` would apply, so a step can draw its mask apart from its
-    inputs (MTT's recomputed steps replayed from CUDA graphs do).
+    One ``torch.rand`` of ``shape`` from ``generator``, kept where it is at least
+    ``mask_ratio``: the same generator state gives the mask :func:`mask_elements` would
+    apply, so a loop can draw a step's mask apart from its inputs (the distillation
+    loops replayed from CUDA graphs do).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    mask_ratio : float in [0, 1)
+        Probability of zeroing (False) each element.
+    generator : torch.Generator or None
+    device : torch.device or str
+
+    Returns
+    -------
+    keep : Tensor of bool of ``shape``
+        True where the element is kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ddcal_sklearn.masking import keep_mask, mask_elements
+    >>> X = torch.randn(2, 3, 4, 4)
+    >>> keep = keep_mask(X.shape, 0.5, torch.Generator().manual_seed(0), "cpu")
+    >>> torch.equal(X * keep, mask_elements(X, 0.5, random_state=torch.Generator().manual_seed(0)))
+    True
     """
     return torch.rand(shape, generator=generator, device=device) >= mask_ratio
 
@@ -90,7 +113,7 @@ def mask_elements(X, mask_ratio, *, random_state=None):
                 "random_state must be a torch.Generator (or None) when X is a tensor, "
                 f"got {type(random_state).__name__}."
             )
-        return X * _keep_mask(X.shape, mask_ratio, random_state, X.device).to(X.dtype)
+        return X * keep_mask(X.shape, mask_ratio, random_state, X.device).to(X.dtype)
     try:
         X = np.asarray(X)
     except (TypeError, ValueError) as exc:  # ragged nested lists

@@ -5,7 +5,7 @@ import functools
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from ..masking import _keep_mask
+from ..masking import keep_mask
 from ..nn import reinitialize_
 from ._graphs import GraphCache, cuda_graphs_setting, replayed_loss, weak_method
 from ._strategy import DistillationStrategy, StrategyRun
@@ -115,7 +115,7 @@ class _DistributionMatchingRun(StrategyRun):
         c = self.context
         reinitialize_(c.net, c.gen_device)
         index = c.real.sample_index(self.per_class)
-        keep = _keep_mask(X_syn.shape, c.mdt_mask_ratio, c.gen_device, X_syn.device) if c.mdt_mask_ratio > 0 \
+        keep = keep_mask(X_syn.shape, c.mdt_mask_ratio, c.gen_device, X_syn.device) if c.mdt_mask_ratio > 0 \
             else None
         augment = choice = None
         if c.augment is not None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call, grad, vmap
 
-from ..masking import _keep_mask
+from ..masking import keep_mask
 from ..nn import reinitialize_
 from ._graphs import GraphCache, cuda_graphs_setting
 from ._strategy import DistillationStrategy, StrategyRun
@@ -412,7 +412,7 @@ class _GradientMatchingRun(StrategyRun):
         rows = X.shape[0] if index is None else index.shape[0]
         keep = None
         if c.mdt_mask_ratio > 0:  # mask_elements' draw
-            keep = _keep_mask((rows, *X.shape[1:]), c.mdt_mask_ratio, c.gen_device, X.device)
+            keep = keep_mask((rows, *X.shape[1:]), c.mdt_mask_ratio, c.gen_device, X.device)
         augment = None
         if self.train_augment is not None:
             augment = self.train_augment.sample(rows, c.gen_cpu, device=X.device)

@@ -27,7 +27,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call
 
-from ..masking import _keep_mask
+from ..masking import keep_mask
 from ..nn import unflatten_parameters
 from ._experts import ExpertTrajectories, non_finite_experts
 from ._graphs import GraphCache, cuda_graphs_setting, weak_method
@@ -562,7 +562,7 @@ class _TrajectoryMatchingRun(StrategyRun):
         keep = None
         if plan.mask_seeds is not None:  # MDT: the mask mask_elements would draw from this seed
             self._mask_generator.manual_seed(plan.mask_seeds[i])
-            keep = _keep_mask((len(index), *self._image_shape), c.mdt_mask_ratio, self._mask_generator,
+            keep = keep_mask((len(index), *self._image_shape), c.mdt_mask_ratio, self._mask_generator,
                              self.device)
         augment = None if plan.augment is None else plan.augment[i]
         key = (len(index), keep is not None,
