@@ -379,7 +379,7 @@ class _GradientMatchingRun(StrategyRun):
     def _train_step(self, X, index):
         """One SGD step of the network on a batch of the synthetic set (masked by MDT, augmented by DSA)."""
         c = self.context
-        x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
+        x, y = self._batch(X, index, None)
         x = c.mdt(x)
         augment = None
         if self.train_augment is not None:
@@ -419,9 +419,8 @@ class _GradientMatchingRun(StrategyRun):
         key = (rows, index is None, keep is not None, None if augment is None else augment.ops)
         inputs = (index, keep, augment)
         entry = self._graphs.get(key, inputs, functools.partial(_training_bodies, weakref.ref(self), X))
-        x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
         if entry is None:  # capture failed ("auto"): the same step, op by op
-            self._sgd_step(x if keep is None else x * keep.to(x.dtype), y, augment)
+            self._sgd_step(*self._batch(X, index, keep), augment)
             return
         replay, _ = entry["step"]
         if self._graphs.checked(entry, "step"):
@@ -430,7 +429,7 @@ class _GradientMatchingRun(StrategyRun):
         # the first replay must land where the eager step does, from the same weights
         params = list(self.context.net.parameters())
         before = [p.detach().clone() for p in params]
-        self._sgd_step(x if keep is None else x * keep.to(x.dtype), y, augment)
+        self._sgd_step(*self._batch(X, index, keep), augment)
         expected = tuple(p.detach().clone() for p in params)
         with torch.no_grad():
             for p, value in zip(params, before):
@@ -441,14 +440,24 @@ class _GradientMatchingRun(StrategyRun):
                 for p, value in zip(params, expected):
                     p.copy_(value)
 
+    def _batch(self, X, index, keep):
+        """``(x, y)``: the rows ``index`` of the synthetic set (all for None) and their labels, masked by ``keep``."""
+        x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
+        return (x if keep is None else x * keep.to(x.dtype)), y
+
     def _sgd_step(self, x, y, augment):
-        """Augment ``x`` (DSA), then one SGD step of the network on the cross-entropy of ``(x, y)``."""
+        """Augment ``x`` (DSA), then one SGD step of the network on the cross-entropy of ``(x, y)``.
+
+        Also the body of the captured training step: ``zero_grad(set_to_none=True)`` launches no
+        kernel, so a replay writes the gradients afresh, as the eager step does.
+        """
         if augment is not None:
             x = self.train_augment(x, augment)
         loss = F.cross_entropy(self.context.net(x), y)
         self.net_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.net_optimizer.step()
+        return loss.detach()
 
 
 def _training_bodies(run, X, static):
@@ -457,17 +466,7 @@ def _training_bodies(run, X, static):
 
     def step():
         self = run()
-        x, y = (X, self.labels_syn) if index is None else (X[index], self.labels_syn[index])
-        if keep is not None:
-            x = x * keep.to(x.dtype)
-        if augment is not None:
-            x = self.train_augment(x, augment)
-        loss = F.cross_entropy(self.context.net(x), y)
-        # no kernel (Python state only): a replay writes the gradients afresh, as captured
-        self.net_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.net_optimizer.step()
-        return loss.detach()
+        return self._sgd_step(*self._batch(X, index, keep), augment)
 
     return {"step": (step, _undo_warm_up(run))}
 
