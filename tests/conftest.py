@@ -121,3 +121,23 @@ def broken_graphs_on_the_cpu(monkeypatch):
         return (lambda: None), out
 
     monkeypatch.setattr(GraphCache, "_capture", capture)
+
+
+@pytest.fixture
+def runs_of(monkeypatch):
+    """``runs_of(StrategyClass)``: a list that collects a weak reference to every run its ``start`` makes
+    (to check that a finished fit frees its run, graphs included, without the garbage collector)."""
+    import weakref
+
+    def record(strategy_class):
+        runs, real_start = [], strategy_class.start
+
+        def start(self, context):
+            run = real_start(self, context)
+            runs.append(weakref.ref(run))
+            return run
+
+        monkeypatch.setattr(strategy_class, "start", start)
+        return runs
+
+    return record

@@ -5,8 +5,6 @@ stand in for the graphs (``graphs_on_the_cpu``: a replay reruns the captured bod
 output tensors), which checks everything around them; the GPU tests replay real CUDA graphs.
 """
 
-import weakref
-
 import numpy as np
 import pytest
 import torch
@@ -44,7 +42,7 @@ def test_apply_static_equals_apply_for_per_row_choices(mode):
 
 @pytest.mark.parametrize("siamese_draws", ["per_class", "shared"])
 @pytest.mark.parametrize("mdt_mask_ratio", [0.0, 0.3])
-def test_dm_through_graphs_distils_the_images_of_the_eager_loop(digits, monkeypatch, graphs_on_the_cpu,
+def test_dm_through_graphs_distils_the_images_of_the_eager_loop(digits, monkeypatch, graphs_on_the_cpu, runs_of,
                                                                  siamese_draws, mdt_mask_ratio):
     """The graph path draws what the eager loop draws, in its order, and computes its loss and gradient:
     the same images after several iterations (to rounding: the augmentation runs with a fixed
@@ -53,14 +51,7 @@ def test_dm_through_graphs_distils_the_images_of_the_eager_loop(digits, monkeypa
     params = {**DM, "siamese_draws": siamese_draws, "mdt_mask_ratio": mdt_mask_ratio}
     eager = DatasetDistiller(DistributionMatching(cuda_graphs=False), **params).fit(X, y)
     monkeypatch.setattr(_DistributionMatchingRun, "_use_cuda_graphs", lambda self: True)
-    runs, real_start = [], DistributionMatching.start
-
-    def start(self, context):
-        run = real_start(self, context)
-        runs.append(weakref.ref(run))
-        return run
-
-    monkeypatch.setattr(DistributionMatching, "start", start)
+    runs = runs_of(DistributionMatching)
     graphed = DatasetDistiller(DistributionMatching(), **params).fit(X, y)
     assert runs[0]() is None
     assert not np.allclose(graphed.X_synthetic_, DatasetDistiller(**{**params, "n_iterations": 0}).fit(X, y)
@@ -91,22 +82,9 @@ def test_dm_replayed_from_cuda_graphs_equals_the_eager_loop(digits, siamese_draw
 GM = dict(ipc=3, n_iterations=7, lr_images=0.1, momentum=0.5, batch_real=16, net_params=NET, random_state=0)
 
 
-def _recording_starts(monkeypatch, strategy_class):
-    """Weak references to the runs ``strategy_class.start`` makes."""
-    runs, real_start = [], strategy_class.start
-
-    def start(self, context):
-        run = real_start(self, context)
-        runs.append(weakref.ref(run))
-        return run
-
-    monkeypatch.setattr(strategy_class, "start", start)
-    return runs
-
-
 @pytest.mark.parametrize("dsa, mdt_mask_ratio, batch_train", [(False, 0.0, 256), (True, 0.3, 256), (True, 0.0, 8)])
 def test_gradient_matching_training_steps_through_graphs_equal_the_eager_steps(
-        digits, monkeypatch, graphs_on_the_cpu, dsa, mdt_mask_ratio, batch_train):
+        digits, monkeypatch, graphs_on_the_cpu, runs_of, dsa, mdt_mask_ratio, batch_train):
     """The training steps replayed from graphs draw and compute what the eager steps do: the same images after
     blocks of matching steps and network training (3 blocks of outer_loop=2, 3 epochs each), with minibatches
     (batch_train=8 of 30 images: three keys of sizes 8 and 6) or the full set, MDT and DSA."""
@@ -118,7 +96,7 @@ def test_gradient_matching_training_steps_through_graphs_equal_the_eager_steps(
 
     eager = DatasetDistiller(method(cuda_graphs=False), **params).fit(X, y)
     monkeypatch.setattr(_GradientMatchingRun, "_use_cuda_graphs", lambda self: True)
-    runs = _recording_starts(monkeypatch, GradientMatching)
+    runs = runs_of(GradientMatching)
     graphed = DatasetDistiller(method(), **params).fit(X, y)
     assert runs[0]() is None  # freed with its graphs when the fit returned
     np.testing.assert_allclose(graphed.loss_curve_, eager.loss_curve_, rtol=1e-5)

@@ -481,21 +481,14 @@ def test_graphed_steps_load_every_steps_inputs_into_the_static_tensors(strategie
 
 
 def test_a_fit_through_graphed_steps_equals_the_eager_fit_and_frees_them(experts, digits_small, monkeypatch,
-                                                                         graphs_on_the_cpu):
+                                                                         graphs_on_the_cpu, runs_of):
     """End to end with the CPU stand-in graphs: the same images as the eager steps, and the run (with its
     graphs, i.e. their device memory on a GPU) is freed when the fit returns, without waiting for the
     garbage collector."""
     X, y = digits_small
     eager = _mtt(experts).fit(X, y)
     monkeypatch.setattr(_TrajectoryMatchingRun, "_use_cuda_graphs", lambda self: True)
-    runs, real_start = [], TrajectoryMatching.start
-
-    def start(self, context):
-        run = real_start(self, context)
-        runs.append(weakref.ref(run))
-        return run
-
-    monkeypatch.setattr(TrajectoryMatching, "start", start)
+    runs = runs_of(TrajectoryMatching)
     gc.disable()
     try:
         graphed = _mtt(experts).fit(X, y)
